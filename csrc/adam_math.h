@@ -1,0 +1,91 @@
+// The Adam / AdamW / AMSGrad update of ONE element, written once for every backend.
+//
+// This header is the only place the per-element math lives: the CPU kernel (csrc/cpu) and the CUDA
+// kernel (csrc/cuda) both inline it. It is the exact algorithm of DESIGN.md section 2, in the
+// operation order torch.optim.Adam uses, so results agree with torch to within rounding.
+//
+// All arithmetic happens in `Opmath` (float for fp32/fp16/bf16 storage, double for fp64 storage);
+// loading and storing the storage dtype is the caller's business.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define FUSEDADAM_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define FUSEDADAM_HOST_DEVICE inline __attribute__((always_inline))
+#endif
+
+namespace fusedadam {
+
+enum class WeightDecay : int {
+  kNone = 0,       // weight_decay == 0: no term at all (0 * inf would otherwise make a NaN)
+  kL2 = 1,         // Adam: g += wd * p (coupled, goes through the moments)
+  kDecoupled = 2,  // AdamW: p *= 1 - lr * wd (before the moment update)
+};
+
+// Per-tensor constants of one step. Computed once per tensor on the host in double precision (as
+// torch does with Python floats), then rounded to Opmath: never per element.
+template <typename Opmath>
+struct AdamCoefficients {
+  Opmath beta1;
+  Opmath beta2;
+  Opmath one_minus_beta1;
+  Opmath one_minus_beta2;
+  Opmath eps;
+  Opmath weight_decay;       // used by WeightDecay::kL2
+  Opmath decay_factor;       // 1 - lr * wd, used by WeightDecay::kDecoupled
+  Opmath step_size;          // lr / (1 - beta1^t)
+  Opmath bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+};
+
+// Propagates NaN like torch.maximum (std::max would silently drop it).
+template <typename Opmath>
+FUSEDADAM_HOST_DEVICE Opmath nan_propagating_max(Opmath a, Opmath b) {
+  return (b > a || b != b) ? b : a;
+}
+
+// One element of Algorithm 1 (Kingma & Ba 2015), with AdamW's decoupled decay (Loshchilov & Hutter
+// 2019) and AMSGrad (Reddi et al. 2018). `max_exp_avg_sq` is only read and written when kAmsgrad.
+template <WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize, typename Opmath>
+FUSEDADAM_HOST_DEVICE void adam_update(Opmath& param, Opmath grad, Opmath& exp_avg, Opmath& exp_avg_sq,
+                                       Opmath& max_exp_avg_sq, const AdamCoefficients<Opmath>& c) {
+  if (kMaximize) grad = -grad;
+  if (kWeightDecay == WeightDecay::kL2) grad = grad + c.weight_decay * param;
+  if (kWeightDecay == WeightDecay::kDecoupled) param = param * c.decay_factor;
+
+  exp_avg = c.beta1 * exp_avg + c.one_minus_beta1 * grad;
+  exp_avg_sq = c.beta2 * exp_avg_sq + c.one_minus_beta2 * grad * grad;
+
+  Opmath second_moment = exp_avg_sq;
+  if (kAmsgrad) {
+    // The maximum is taken over the *biased* estimate, as torch does.
+    max_exp_avg_sq = nan_propagating_max(max_exp_avg_sq, exp_avg_sq);
+    second_moment = max_exp_avg_sq;
+  }
+  // eps is added after the bias-corrected square root (torch's placement, not the paper's eps-hat).
+  const Opmath denom = std::sqrt(second_moment) / c.bias_correction2_sqrt + c.eps;
+  param = param - c.step_size * (exp_avg / denom);
+}
+
+// Host-side: the per-tensor constants for step number `step` (already incremented, >= 1).
+template <typename Opmath>
+inline AdamCoefficients<Opmath> make_adam_coefficients(double lr, double beta1, double beta2, double eps,
+                                                       double weight_decay, double step) {
+  const double bias_correction1 = 1.0 - std::pow(beta1, step);
+  const double bias_correction2 = 1.0 - std::pow(beta2, step);
+  AdamCoefficients<Opmath> c;
+  c.beta1 = static_cast<Opmath>(beta1);
+  c.beta2 = static_cast<Opmath>(beta2);
+  c.one_minus_beta1 = static_cast<Opmath>(1.0 - beta1);
+  c.one_minus_beta2 = static_cast<Opmath>(1.0 - beta2);
+  c.eps = static_cast<Opmath>(eps);
+  c.weight_decay = static_cast<Opmath>(weight_decay);
+  c.decay_factor = static_cast<Opmath>(1.0 - lr * weight_decay);
+  c.step_size = static_cast<Opmath>(lr / bias_correction1);
+  c.bias_correction2_sqrt = static_cast<Opmath>(std::sqrt(bias_correction2));
+  return c;
+}
+
+}  // namespace fusedadam

@@ -1,0 +1,327 @@
+// The only file that knows Python. Everything arrives as plain integers (data pointers, sizes, dtype
+// codes, streams); the Python layer has already checked devices, dtypes, shapes and layouts.
+//
+// No torch headers: the module works with every torch version and imports without a GPU. The one
+// place it touches Python tensors is TensorTable.gather_grads, and only through the ordinary Python
+// attribute protocol (p.grad, g.data_ptr()), because doing that loop in Python costs ~0.25 us per
+// tensor, which is most of a small step.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu/adam_cpu.h"
+#include "cpu/bandwidth_probe.h"
+#include "tensor_table.h"
+
+#ifdef FUSEDADAM_WITH_CUDA
+#include "cuda/cuda_runtime.h"
+#endif
+
+namespace py = pybind11;
+using namespace fusedadam;
+
+namespace {
+
+template <typename T>
+T* as_pointer(uintptr_t address) {
+  return reinterpret_cast<T*>(address);
+}
+
+// Direct calls into torch's attribute implementations for the gather loop. Going through
+// PyObject_GetAttr / PyObject_CallMethod costs a type lookup plus an instance-__dict__ probe per call
+// (tensors have a __dict__); calling the C function behind torch._C.TensorBase's descriptor skips
+// both. Only used for exact torch.Tensor / nn.Parameter objects, which override none of these.
+class TensorAccess {
+ public:
+  explicit TensorAccess(PyObject* tensor_base) {
+    grad_ = getset(tensor_base, "grad");
+    layout_ = getset(tensor_base, "layout");
+    dtype_ = getset(tensor_base, "dtype");
+    data_ptr_ = noargs_method(tensor_base, "data_ptr");
+  }
+
+  // New references, or nullptr with the Python error cleared.
+  PyObject* grad(PyObject* t) const { return get(grad_, t); }
+  PyObject* layout(PyObject* t) const { return get(layout_, t); }
+  PyObject* dtype(PyObject* t) const { return get(dtype_, t); }
+
+  // t.data_ptr(); 0 (error cleared) if it cannot be read.
+  uintptr_t data_ptr(PyObject* t) const {
+    PyObject* result = data_ptr_ ? data_ptr_->ml_meth(t, nullptr) : nullptr;
+    if (!result) {
+      PyErr_Clear();
+      return 0;
+    }
+    const uintptr_t address = static_cast<uintptr_t>(PyLong_AsUnsignedLongLong(result));
+    Py_DECREF(result);
+    if (PyErr_Occurred()) {
+      PyErr_Clear();
+      return 0;
+    }
+    return address;
+  }
+
+ private:
+  static PyGetSetDef* getset(PyObject* type, const char* name) {
+    PyObject* descr = PyDict_GetItemString(reinterpret_cast<PyTypeObject*>(type)->tp_dict, name);
+    if (!descr || Py_TYPE(descr) != &PyGetSetDescr_Type) throw std::runtime_error(std::string("torch.Tensor.") + name + " is not a C getter");
+    return reinterpret_cast<PyGetSetDescrObject*>(descr)->d_getset;
+  }
+  static PyMethodDef* noargs_method(PyObject* type, const char* name) {
+    PyObject* descr = PyDict_GetItemString(reinterpret_cast<PyTypeObject*>(type)->tp_dict, name);
+    if (!descr || Py_TYPE(descr) != &PyMethodDescr_Type) throw std::runtime_error(std::string("torch.Tensor.") + name + " is not a C method");
+    PyMethodDef* def = reinterpret_cast<PyMethodDescrObject*>(descr)->d_method;
+    if ((def->ml_flags & METH_NOARGS) == 0) throw std::runtime_error(std::string("torch.Tensor.") + name + " takes arguments");
+    return def;
+  }
+  static PyObject* get(PyGetSetDef* def, PyObject* t) {
+    PyObject* value = def->get(t, def->closure);
+    if (!value) PyErr_Clear();
+    return value;
+  }
+
+  PyGetSetDef* grad_ = nullptr;
+  PyGetSetDef* layout_ = nullptr;
+  PyGetSetDef* dtype_ = nullptr;
+  PyMethodDef* data_ptr_ = nullptr;
+};
+
+PyObject* interned_is_contiguous() {
+  static PyObject* name = PyUnicode_InternFromString("is_contiguous");
+  return name;
+}
+PyObject* interned_stride() {
+  static PyObject* name = PyUnicode_InternFromString("stride");
+  return name;
+}
+
+// True when `value` (a new reference, or nullptr) is `expected`; consumes `value`.
+bool is_and_release(PyObject* value, PyObject* expected) {
+  const bool same = value != nullptr && value == expected;
+  Py_XDECREF(value);
+  return same;
+}
+
+// A TensorTable plus what the per-step gradient gather needs from Python: the parameters in table
+// order, their layouts, the torch dtype and layout objects to compare against (never imported here).
+struct PyTensorTable {
+  TensorTable table;
+  py::list params;
+  py::list param_strides;
+  std::vector<char> param_contiguous;
+  py::object torch_dtype;
+  py::object strided_layout;
+  TensorAccess access;
+  // A weak reference to each gradient that passed the layout checks: the same object next step skips
+  // them. Weak, so a gradient dropped by zero_grad() is freed as torch.optim.Adam would free it.
+  std::vector<py::object> checked_grads;
+  std::vector<const void*> scratch_grads;
+};
+
+PyTensorTable make_table(int dtype, const std::vector<int64_t>& numels, const std::vector<uintptr_t>& params,
+                         const std::vector<uintptr_t>& exp_avgs, const std::vector<uintptr_t>& exp_avg_sqs,
+                         const std::vector<uintptr_t>& max_exp_avg_sqs, const std::vector<uintptr_t>& steps,
+                         py::list param_objects, py::list param_strides, const std::vector<bool>& param_contiguous,
+                         py::object torch_dtype, py::object strided_layout, py::object tensor_base) {
+  if (dtype < 0 || dtype > static_cast<int>(DType::kBFloat16)) throw std::invalid_argument("unknown dtype code");
+  const size_t n = numels.size();
+  if (params.size() != n || exp_avgs.size() != n || exp_avg_sqs.size() != n || steps.size() != n ||
+      !(max_exp_avg_sqs.empty() || max_exp_avg_sqs.size() == n) || py::len(param_objects) != n ||
+      py::len(param_strides) != n || param_contiguous.size() != n) {
+    throw std::invalid_argument("TensorTable: every list must have one entry per tensor");
+  }
+  PyTensorTable result{TensorTable{}, param_objects, param_strides,
+                       std::vector<char>(param_contiguous.begin(), param_contiguous.end()), torch_dtype,
+                       strided_layout, TensorAccess(tensor_base.ptr()), std::vector<py::object>(n),
+                       std::vector<const void*>(n)};
+  TensorTable& table = result.table;
+  table.dtype = static_cast<DType>(dtype);
+  table.tensors.resize(n);
+  table.first_element.resize(n + 1);
+  table.first_element[0] = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (numels[i] < 0) throw std::invalid_argument("TensorTable: negative numel");
+    table.tensors[i] = TensorSlot{as_pointer<void>(params[i]),        nullptr,
+                                  as_pointer<void>(exp_avgs[i]),      as_pointer<void>(exp_avg_sqs[i]),
+                                  max_exp_avg_sqs.empty() ? nullptr : as_pointer<void>(max_exp_avg_sqs[i]),
+                                  as_pointer<float>(steps[i]),        numels[i]};
+    table.first_element[i + 1] = table.first_element[i] + numels[i];
+  }
+  return result;
+}
+
+bool grad_layout_matches(PyObject* grad, bool param_contiguous, PyObject* param_strides) {
+  if (param_contiguous) {
+    PyObject* result = PyObject_CallMethodNoArgs(grad, interned_is_contiguous());
+    if (!result) {
+      PyErr_Clear();
+      return false;
+    }
+    const bool contiguous = result == Py_True;
+    Py_DECREF(result);
+    return contiguous;
+  }
+  PyObject* strides = PyObject_CallMethodNoArgs(grad, interned_stride());
+  if (!strides) {
+    PyErr_Clear();
+    return false;
+  }
+  const int equal = PyObject_RichCompareBool(strides, param_strides, Py_EQ);
+  Py_DECREF(strides);
+  if (equal < 0) PyErr_Clear();
+  return equal == 1;
+}
+
+// The object a weak reference points to (borrowed), or nullptr when it is dead or unset.
+PyObject* weak_target(const py::object& ref) {
+  if (!ref) return nullptr;
+#if PY_VERSION_HEX >= 0x030D0000
+  PyObject* target = nullptr;
+  if (PyWeakref_GetRef(ref.ptr(), &target) != 1) return nullptr;
+  Py_DECREF(target);  // still alive: the caller holds a strong reference to the same object
+  return target;
+#else
+  PyObject* target = PyWeakref_GetObject(ref.ptr());
+  return target == Py_None ? nullptr : target;
+#endif
+}
+
+// Reads every parameter's gradient pointer for this step. Returns -1 when the table is ready to run,
+// else the index of the first tensor the Python layer must look at (no grad, a sparse or mismatched
+// grad, or a parameter whose storage was replaced); the table is only written when every tensor passed.
+//
+// Each torch attribute call costs ~60-90 ns (torch's own per-call bookkeeping), which is most of a
+// small step, so the common case is kept to two: p.grad and g.data_ptr(). When that gradient is the
+// object checked at an earlier step (a weak reference says so) and still has the same address, nothing
+// it depends on can have changed: a moved or re-typed parameter (model.to(), model.half()) gives its
+// gradient new storage too. Otherwise everything is checked again, the parameter's own address included.
+long gather_grads(PyTensorTable& self) {
+  TensorTable& table = self.table;
+  const size_t n = table.tensors.size();
+  PyObject* params = self.params.ptr();
+  const TensorAccess& access = self.access;
+  for (size_t i = 0; i < n; ++i) {
+    PyObject* param = PyList_GET_ITEM(params, i);
+    PyObject* grad = access.grad(param);
+    if (!grad) return static_cast<long>(i);
+    if (grad == Py_None) {
+      Py_DECREF(grad);
+      return static_cast<long>(i);
+    }
+    const bool seen = weak_target(self.checked_grads[i]) == grad;
+    const uintptr_t address = access.data_ptr(grad);
+    bool usable = address != 0 || table.tensors[i].numel == 0;
+    if (usable && !(seen && address == reinterpret_cast<uintptr_t>(table.tensors[i].grad))) {
+      usable = access.data_ptr(param) == reinterpret_cast<uintptr_t>(table.tensors[i].param) &&
+               is_and_release(access.layout(grad), self.strided_layout.ptr()) &&
+               is_and_release(access.dtype(grad), self.torch_dtype.ptr()) &&
+               grad_layout_matches(grad, self.param_contiguous[i] != 0,
+                                   PyList_GET_ITEM(self.param_strides.ptr(), i));
+      if (usable && !seen) {
+        PyObject* ref = PyWeakref_NewRef(grad, nullptr);
+        if (ref) {
+          self.checked_grads[i] = py::reinterpret_steal<py::object>(ref);
+        } else {
+          PyErr_Clear();
+        }
+      }
+    }
+    Py_DECREF(grad);
+    if (!usable) return static_cast<long>(i);
+    self.scratch_grads[i] = reinterpret_cast<const void*>(address);
+  }
+  for (size_t i = 0; i < n; ++i) table.tensors[i].grad = self.scratch_grads[i];
+  return -1;
+}
+
+void set_grads(PyTensorTable& self, const std::vector<uintptr_t>& grads) {
+  TensorTable& table = self.table;
+  if (grads.size() != table.tensors.size()) throw std::invalid_argument("set_grads: one pointer per tensor");
+  for (size_t i = 0; i < grads.size(); ++i) table.tensors[i].grad = as_pointer<const void>(grads[i]);
+}
+
+void adam_step_cpu(const PyTensorTable& self, double lr, double beta1, double beta2, double eps,
+                   double weight_decay, int weight_decay_mode, bool amsgrad, bool maximize, int num_threads) {
+  const TensorTable& table = self.table;
+  if (weight_decay_mode < 0 || weight_decay_mode > static_cast<int>(WeightDecay::kDecoupled)) {
+    throw std::invalid_argument("unknown weight_decay_mode");
+  }
+  for (const auto& t : table.tensors) {
+    if (t.numel > 0 && t.grad == nullptr) throw std::invalid_argument("adam_step_cpu: a gradient pointer is unset");
+    if (amsgrad && t.numel > 0 && t.max_exp_avg_sq == nullptr) throw std::invalid_argument("amsgrad needs max_exp_avg_sq");
+  }
+  const AdamHyperparameters hp{lr, beta1, beta2, eps, weight_decay, static_cast<WeightDecay>(weight_decay_mode),
+                               amsgrad, maximize};
+  py::gil_scoped_release release;
+  cpu::adam_step(table, hp, num_threads);
+}
+
+[[noreturn]] void no_cuda() {
+  throw std::runtime_error(
+      "fusedadam was built without CUDA (nvcc was not found or FUSEDADAM_NO_CUDA=1); rebuild on a machine with "
+      "the CUDA toolkit: pip install --no-build-isolation .");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fusedadam native kernels (torch-free: raw pointers in, errors out)";
+
+  py::class_<PyTensorTable>(m, "TensorTable")
+      .def(py::init(&make_table), py::arg("dtype"), py::arg("numels"), py::arg("params"), py::arg("exp_avgs"),
+           py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("steps"), py::arg("param_objects"),
+           py::arg("param_strides"), py::arg("param_contiguous"), py::arg("torch_dtype"), py::arg("strided_layout"),
+           py::arg("tensor_base"))
+      .def_property_readonly("num_tensors", [](const PyTensorTable& t) { return t.table.tensors.size(); })
+      .def_property_readonly("total_numel", [](const PyTensorTable& t) { return t.table.total_numel(); })
+      .def("gather_grads", &gather_grads)
+      .def("set_grads", &set_grads, py::arg("grads"));
+
+  m.def("adam_step_cpu", &adam_step_cpu, py::arg("table"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
+        py::arg("eps"), py::arg("weight_decay"), py::arg("weight_decay_mode"), py::arg("amsgrad"),
+        py::arg("maximize"), py::arg("num_threads"));
+
+  m.def(
+      "bandwidth_probe_cpu",
+      [](uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d, int64_t words, int num_threads) {
+        py::gil_scoped_release release;
+        cpu::bandwidth_probe(as_pointer<uint32_t>(a), as_pointer<uint32_t>(b), as_pointer<uint32_t>(c),
+                             as_pointer<const uint32_t>(d), words, num_threads);
+      },
+      py::arg("a"), py::arg("b"), py::arg("c"), py::arg("d"), py::arg("words"), py::arg("num_threads"));
+
+  m.def("cpu_selected_isa", &cpu::selected_isa);
+  m.def("cpu_compiled_isas", &cpu::compiled_isas);
+
+#ifdef FUSEDADAM_WITH_CUDA
+  m.attr("has_cuda") = true;
+  m.def("cuda_device_count", &cuda::device_count);
+  m.def("cuda_driver_version", &cuda::driver_version);
+  m.def("cuda_runtime_version", &cuda::runtime_version);
+  m.def("cuda_compiled_archs", &cuda::compiled_archs);
+  m.def("cuda_device_name", &cuda::device_name, py::arg("device"));
+  m.def(
+      "bandwidth_probe_cuda",
+      [](int device, uintptr_t stream, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d, int64_t words) {
+        py::gil_scoped_release release;
+        cuda::bandwidth_probe(device, stream, as_pointer<uint32_t>(a), as_pointer<uint32_t>(b),
+                              as_pointer<uint32_t>(c), as_pointer<const uint32_t>(d), words);
+      },
+      py::arg("device"), py::arg("stream"), py::arg("a"), py::arg("b"), py::arg("c"), py::arg("d"),
+      py::arg("words"));
+#else
+  m.attr("has_cuda") = false;
+  m.def("cuda_device_count", []() -> int { no_cuda(); });
+  m.def("cuda_driver_version", []() -> int { return 0; });
+  m.def("cuda_runtime_version", []() -> int { no_cuda(); });
+  m.def("cuda_compiled_archs", []() { return std::string(); });
+  m.def("cuda_device_name", [](int) -> std::string { no_cuda(); }, py::arg("device"));
+  m.def(
+      "bandwidth_probe_cuda",
+      [](int, uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, int64_t) { no_cuda(); }, py::arg("device"),
+      py::arg("stream"), py::arg("a"), py::arg("b"), py::arg("c"), py::arg("d"), py::arg("words"));
+#endif
+}

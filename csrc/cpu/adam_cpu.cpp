@@ -1,0 +1,109 @@
+// The CPU Adam kernel: storage-dtype load/store around the shared per-element math, vectorized by the
+// compiler in one clone per ISA, run over all tensors of a table in one parallel region.
+#include "adam_cpu.h"
+
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "multi_tensor_cpu.h"
+#include "simd_targets.h"
+#include "storage_cast.h"
+
+namespace fusedadam::cpu {
+namespace {
+
+template <typename Storage, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
+FUSEDADAM_SIMD_CLONES void adam_span(const TensorSlot& t, int64_t begin, int64_t end,
+                                     const AdamCoefficients<opmath_t<Storage>>& c) {
+  using Opmath = opmath_t<Storage>;
+  Storage* __restrict param = static_cast<Storage*>(t.param) + begin;
+  const Storage* __restrict grad = static_cast<const Storage*>(t.grad) + begin;
+  Storage* __restrict exp_avg = static_cast<Storage*>(t.exp_avg) + begin;
+  Storage* __restrict exp_avg_sq = static_cast<Storage*>(t.exp_avg_sq) + begin;
+  Storage* __restrict max_exp_avg_sq = kAmsgrad ? static_cast<Storage*>(t.max_exp_avg_sq) + begin : nullptr;
+  const int64_t n = end - begin;
+  for (int64_t i = 0; i < n; ++i) {
+    Opmath p = load(param[i]);
+    Opmath m = load(exp_avg[i]);
+    Opmath v = load(exp_avg_sq[i]);
+    Opmath vmax = kAmsgrad ? load(max_exp_avg_sq[i]) : Opmath(0);
+    adam_update<kWeightDecay, kAmsgrad, kMaximize>(p, load(grad[i]), m, v, vmax, c);
+    store(param[i], p);
+    store(exp_avg[i], m);
+    store(exp_avg_sq[i], v);
+    if (kAmsgrad) store(max_exp_avg_sq[i], vmax);
+  }
+}
+
+// Increments every step counter (in float32, as torch does) and computes each tensor's constants.
+// Tensors of one group nearly always share a step, so pow() runs once, not once per tensor.
+template <typename Opmath>
+std::vector<AdamCoefficients<Opmath>> advance_steps(const TensorTable& table, const AdamHyperparameters& hp) {
+  std::vector<AdamCoefficients<Opmath>> coefficients(table.tensors.size());
+  float previous_step = -1.0f;
+  AdamCoefficients<Opmath> previous{};
+  for (size_t i = 0; i < table.tensors.size(); ++i) {
+    float& step = *table.tensors[i].step;
+    step += 1.0f;
+    if (step != previous_step) {
+      previous = make_adam_coefficients<Opmath>(hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, step);
+      previous_step = step;
+    }
+    coefficients[i] = previous;
+  }
+  return coefficients;
+}
+
+template <typename Storage, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
+void run(const TensorTable& table, const AdamHyperparameters& hp, int max_threads) {
+  const auto coefficients = advance_steps<opmath_t<Storage>>(table, hp);
+  parallel_for_each_span(table, max_threads, [&](int64_t i, int64_t begin, int64_t end) {
+    adam_span<Storage, kWeightDecay, kAmsgrad, kMaximize>(table.tensors[i], begin, end, coefficients[i]);
+  });
+}
+
+// Turns the runtime mode into template arguments once per step, never per element.
+template <typename Storage>
+void dispatch_mode(const TensorTable& table, const AdamHyperparameters& hp, int max_threads) {
+  auto with_bools = [&](auto weight_decay) {
+    constexpr WeightDecay kWd = decltype(weight_decay)::value;
+    if (hp.amsgrad) {
+      hp.maximize ? run<Storage, kWd, true, true>(table, hp, max_threads)
+                  : run<Storage, kWd, true, false>(table, hp, max_threads);
+    } else {
+      hp.maximize ? run<Storage, kWd, false, true>(table, hp, max_threads)
+                  : run<Storage, kWd, false, false>(table, hp, max_threads);
+    }
+  };
+  switch (hp.weight_decay_mode) {
+    case WeightDecay::kNone: return with_bools(std::integral_constant<WeightDecay, WeightDecay::kNone>{});
+    case WeightDecay::kL2: return with_bools(std::integral_constant<WeightDecay, WeightDecay::kL2>{});
+    case WeightDecay::kDecoupled:
+      return with_bools(std::integral_constant<WeightDecay, WeightDecay::kDecoupled>{});
+  }
+}
+
+}  // namespace
+
+void adam_step(const TensorTable& table, const AdamHyperparameters& hp, int max_threads) {
+  switch (table.dtype) {
+    case DType::kFloat32: return dispatch_mode<float>(table, hp, max_threads);
+    case DType::kFloat64: return dispatch_mode<double>(table, hp, max_threads);
+    case DType::kFloat16: return dispatch_mode<_Float16>(table, hp, max_threads);
+    case DType::kBFloat16: return dispatch_mode<BFloat16>(table, hp, max_threads);
+  }
+}
+
+const char* compiled_isas() { return FUSEDADAM_SIMD_ISAS; }
+
+const char* selected_isa() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4";
+  if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3";
+#endif
+  return "default";
+}
+
+}  // namespace fusedadam::cpu

@@ -1,0 +1,57 @@
+"""The backends by name, and the choice `backend="auto"` makes for each parameter."""
+from __future__ import annotations
+
+import torch
+
+from .base import Backend, Runner, StepConfig
+from .cpu import CpuBackend
+from .torch_fallback import TorchBackend
+
+
+class _NotYetBuilt:
+    """A backend named in the API whose kernel this version does not ship yet: asking for it is an error
+    that says so, never a silent fallback."""
+
+    shipped = False
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def unavailable_reason(self) -> str | None:
+        return f"this version of fusedadam has no {self.name} Adam kernel yet"
+
+    def unsupported_reason(self, p: torch.Tensor) -> str | None:
+        return self.unavailable_reason()
+
+    def make_runner(self, params, state_of, amsgrad):
+        raise RuntimeError(self.unavailable_reason())
+
+
+BACKENDS: dict[str, Backend] = {
+    "cpu": CpuBackend(),
+    "cuda": _NotYetBuilt("cuda"),
+    "triton": _NotYetBuilt("triton"),
+    "torch": TorchBackend(),
+}
+
+# What "auto" tries, in order, for each device type; the torch backend takes everything else.
+AUTO_ORDER = {"cpu": ("cpu",), "cuda": ("cuda", "triton")}
+
+
+def resolve(requested: str, p: torch.Tensor, where: str) -> str:
+    """The backend that steps `p`: the requested one (or an error saying why it cannot), or auto's pick."""
+    if requested != "auto":
+        backend = BACKENDS[requested]
+        reason = backend.unavailable_reason() or backend.unsupported_reason(p)
+        if reason is not None:
+            raise ValueError(f"backend={requested!r} cannot step {where}: {reason}. "
+                             "Use backend='auto' to let fusedadam choose, or backend='torch'.")
+        return requested
+    for name in AUTO_ORDER.get(p.device.type, ()):
+        backend = BACKENDS[name]
+        if backend.unavailable_reason() is None and backend.unsupported_reason(p) is None:
+            return name
+    return "torch"
+
+
+__all__ = ["BACKENDS", "Backend", "Runner", "StepConfig", "resolve"]

@@ -1,0 +1,55 @@
+"""What every backend offers the optimizer: one runner per (device, dtype) partition of a param group."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """A param group's settings for one step, read once per step per group."""
+
+    lr: float | torch.Tensor
+    beta1: float | torch.Tensor
+    beta2: float | torch.Tensor
+    eps: float
+    weight_decay: float
+    amsgrad: bool
+    maximize: bool
+    decoupled_weight_decay: bool
+    foreach: bool | None
+    fused: bool | None
+    capturable: bool
+
+
+StateOf = Callable[[torch.Tensor], dict]
+
+
+class Runner(Protocol):
+    """Steps a fixed list of parameters whose optimizer state already exists."""
+
+    def gather_grads(self) -> bool:
+        """Reads this step's gradients; False when they no longer fit the cached plan (the optimizer then
+        validates the group again and rebuilds). Modifies nothing the user can see."""
+
+    def set_grads(self, grads: Sequence[torch.Tensor]) -> None:
+        """Uses these (already validated) gradients for the next run instead of gathering."""
+
+    def run(self, config: StepConfig) -> None:
+        """One Adam step over every tensor of the runner."""
+
+
+class Backend(Protocol):
+    name: str
+    shipped: bool  # False for a backend this version names but does not ship a kernel for
+
+    def unavailable_reason(self) -> str | None:
+        """Why this backend cannot run in this process, or None."""
+
+    def unsupported_reason(self, p: torch.Tensor) -> str | None:
+        """Why this backend cannot step this parameter, or None."""
+
+    def make_runner(self, params: Sequence[torch.Tensor], state_of: StateOf, amsgrad: bool) -> Runner:
+        ...

@@ -1,0 +1,93 @@
+"""The `torch` backend: torch's own functional Adam, for whatever a native backend does not cover
+(complex parameters, tensor subclasses, non-dense views, devices without a native kernel).
+
+Unless the group asks for foreach or fused explicitly, it uses torch's fused kernel where torch has one:
+like the native backends, that computes 16-bit storage in fp32, so a group's numbers do not depend on
+which backend "auto" picked. (torch's default CPU path computes fp16 in fp16, where eps=1e-8 rounds to 0.)
+torch 2.13's fused CPU kernel silently walks memory as if every tensor were dense and laid out like its
+parameter, so it is only chosen when that holds: strided views and mismatched gradients take torch's
+default path."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch.optim.adam import adam as torch_functional_adam
+
+from ..layout import is_dense
+from .base import StateOf, StepConfig
+
+
+class TorchRunner:
+    def __init__(self, params: Sequence[torch.Tensor], state_of: StateOf, amsgrad: bool):
+        self._params = list(params)
+        self._state_of = state_of
+        self._amsgrad = amsgrad
+        self._has_complex = any(torch.is_complex(p) for p in self._params)
+        self._grads: list[torch.Tensor] = []
+        fused_devices = _fused_devices()
+        self._fused_by_default = not self._has_complex and all(
+            p.device.type in fused_devices and state_of(p)["step"].device == p.device and is_dense(p)
+            for p in self._params)
+
+    def gather_grads(self) -> bool:
+        grads = [p.grad for p in self._params]
+        if any(g is None or g.layout != torch.strided for g in grads):
+            return False
+        self._grads = grads
+        return True
+
+    def set_grads(self, grads: Sequence[torch.Tensor]) -> None:
+        self._grads = list(grads)
+
+    def run(self, config: StepConfig) -> None:
+        states = [self._state_of(p) for p in self._params]
+        fused = config.fused
+        if fused is None and config.foreach is None:
+            fused = self._fused_by_default and all(
+                g.stride() == p.stride() and s["exp_avg"].stride() == p.stride()
+                for p, g, s in zip(self._params, self._grads, states))
+        torch_functional_adam(
+            self._params,
+            self._grads,
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if self._amsgrad else [],
+            [s["step"] for s in states],
+            foreach=config.foreach,
+            capturable=config.capturable,
+            differentiable=False,
+            fused=fused,
+            has_complex=self._has_complex,
+            decoupled_weight_decay=config.decoupled_weight_decay,
+            amsgrad=config.amsgrad,
+            beta1=config.beta1,
+            beta2=config.beta2,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            eps=config.eps,
+            maximize=config.maximize,
+        )
+        self._grads = []
+
+
+def _fused_devices() -> set[str]:
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+        return set(_get_fused_kernels_supported_devices())
+    except ImportError:  # older torch: fused Adam exists on CUDA only
+        return {"cuda"}
+
+
+class TorchBackend:
+    name = "torch"
+    shipped = True
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    def unsupported_reason(self, p: torch.Tensor) -> str | None:
+        return None
+
+    def make_runner(self, params, state_of: StateOf, amsgrad: bool) -> TorchRunner:
+        return TorchRunner(params, state_of, amsgrad)

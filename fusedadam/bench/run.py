@@ -1,0 +1,187 @@
+"""Runs presets x implementations, interleaved, and reports medians next to the bandwidth ceiling."""
+from __future__ import annotations
+
+import gc
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from .ceiling import BandwidthProbe
+from .implementations import BASELINE, IMPLEMENTATIONS
+from .presets import PRESETS
+
+CEILING = "ceiling (4R+3W probe)"
+
+
+@dataclass
+class Row:
+    impl: str
+    preset: str
+    dtype: str
+    ms: float        # median step time
+    p20_ms: float
+    p80_ms: float
+    gbps: float
+    fraction_of_ceiling: float
+    ceiling_gbps: float
+    vs_torch_fused: float | None  # torch-fused time / this time: > 1 is faster
+    numel: int
+    tensors: int
+    bytes_per_param: int
+
+
+class Timer:
+    """Wall time on the CPU; CUDA events on a GPU (no host synchronization inside the timed region)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def time_ms(self, fn) -> float:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
+
+def available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
+
+
+def _percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log) -> list[Row]:
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    state_bytes = preset.numel * itemsize
+    # p, m, v per implementation, gradients shared, plus the probe's four arrays.
+    needed = state_bytes * (3 * len(impl_names) + 1 + 4)
+    if needed > 0.8 * available_bytes(device):
+        log(f"skipping {preset.name}: needs ~{needed / 2**30:.1f} GiB, {available_bytes(device) / 2**30:.1f} GiB free")
+        return []
+    gen = torch.Generator().manual_seed(0)
+    base = [torch.randn(s, generator=gen).to(dtype=dtype, device=device) for s in preset.shapes]
+    grads = [torch.randn(s, generator=gen).to(dtype=dtype, device=device) for s in preset.shapes]
+    runners = {}
+    for name in impl_names:
+        params = [b.clone() for b in base]
+        for p, g in zip(params, grads):
+            p.grad = g  # shared, read-only for Adam
+        runners[name] = IMPLEMENTATIONS[name].make(params).step
+    probe = BandwidthProbe(state_bytes, device)
+    runners[CEILING] = probe.step
+    del base
+    timer = Timer(device)
+    for fn in runners.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in runners}
+    # Round-robin, so drift on a noisy machine hits every implementation alike. Each timed step follows an
+    # untimed one of the same implementation: the switch itself (the other OpenMP runtime's threads still
+    # spinning, caches and allocator left by the previous implementation) is not charged to anyone.
+    for _ in range(repeats):
+        for name, fn in runners.items():
+            fn()
+            samples[name].append(timer.time_ms(fn))
+    bytes_per_param = 7 * itemsize  # reads p, g, m, v; writes p, m, v
+    bytes_moved = bytes_per_param * preset.numel
+    ceiling_ms = statistics.median(samples[CEILING])
+    ceiling_gbps = probe.bytes_moved / ceiling_ms / 1e6
+    baseline_ms = statistics.median(samples[BASELINE]) if BASELINE in samples else None
+    rows = []
+    for name, values in samples.items():
+        ms = statistics.median(values)
+        moved = probe.bytes_moved if name == CEILING else bytes_moved
+        gbps = moved / ms / 1e6
+        rows.append(Row(impl=name, preset=preset.name, dtype=str(dtype).replace("torch.", ""), ms=ms,
+                        p20_ms=_percentile(values, 0.2), p80_ms=_percentile(values, 0.8), gbps=gbps,
+                        fraction_of_ceiling=gbps / ceiling_gbps, ceiling_gbps=ceiling_gbps,
+                        vs_torch_fused=(baseline_ms / ms) if baseline_ms and name != CEILING else None,
+                        numel=preset.numel, tensors=len(preset.shapes), bytes_per_param=bytes_per_param))
+    del runners, probe, grads
+    gc.collect()
+    return rows
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def versions() -> dict:
+    info = {"fusedadam": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    try:
+        import triton
+        info["triton"] = triton.__version__
+    except ImportError:
+        pass
+    if torch.version.cuda:
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run(preset_names, impl_names, dtype, device, repeats, warmup, log=lambda m: print(m, file=sys.stderr)):
+    rows = []
+    for i, name in enumerate(preset_names, 1):
+        log(f"[{i}/{len(preset_names)}] {name}: {', '.join(impl_names)} + ceiling, {repeats} rounds")
+        rows += bench_preset(PRESETS[name], impl_names, dtype, device, repeats, warmup, log)
+    ceilings = [r.ceiling_gbps for r in rows if r.impl == CEILING]
+    return {
+        "device": describe_device(device),
+        "ceiling_gbps": max(ceilings) if ceilings else None,
+        "results": [asdict(r) for r in rows],
+        "versions": versions(),
+        "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def format_table(report: dict) -> str:
+    header = f"{'preset':22} {'implementation':22} {'median ms':>10} {'p20..p80 ms':>17} {'GB/s':>7} " \
+             f"{'of ceiling':>10} {'vs torch-fused':>14}"
+    lines = [f"device: {report['device']}", header, "-" * len(header)]
+    for r in report["results"]:
+        vs = f"{r['vs_torch_fused']:.2f}x" if r["vs_torch_fused"] is not None else ""
+        lines.append(f"{r['preset']:22} {r['impl']:22} {r['ms']:10.3f} {r['p20_ms']:8.3f}..{r['p80_ms']:<8.3f}"
+                     f"{r['gbps']:7.1f} {r['fraction_of_ceiling']:10.1%} {vs:>14}")
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""Every check on user input, each failing with the parameter's name and the fix, before anything is
+modified. The optimizer calls these; they never touch a tensor's values."""
+from __future__ import annotations
+
+from numbers import Real
+
+import torch
+
+BACKEND_NAMES = ("auto", "cpu", "cuda", "triton", "torch")
+
+
+def _as_float(name: str, value) -> float | None:
+    """The value as a float; None for a tensor on an accelerator (reading it would synchronize)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a float or a 1-element tensor, got a tensor of shape {tuple(value.shape)}")
+        if value.is_complex() or not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
+            raise ValueError(f"{name} must be a real number, got a tensor of dtype {value.dtype}")
+        return float(value.item()) if value.device.type == "cpu" else None
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def check_hyperparameters(group: dict, where: str = "") -> None:
+    """Raises ValueError for any hyperparameter torch.optim.Adam would reject, and for NaNs it accepts."""
+    lr = group["lr"]
+    lr_value = _as_float(f"lr{where}", lr)
+    if isinstance(lr, torch.Tensor) and lr.device.type != "cpu" and not group.get("capturable", False):
+        raise ValueError(f"lr{where} is a tensor on {lr.device}: a device lr needs capturable=True "
+                         "(as in torch.optim.Adam); otherwise pass a float or a CPU tensor")
+    if lr_value is not None and not lr_value >= 0:
+        raise ValueError(f"Invalid learning rate: lr{where}={lr_value}; it must be >= 0")
+    eps = _as_float(f"eps{where}", group["eps"])
+    if eps is not None and not eps >= 0:
+        raise ValueError(f"Invalid epsilon value: eps{where}={eps}; it must be >= 0 (1e-8 is the usual value)")
+    wd = _as_float(f"weight_decay{where}", group["weight_decay"])
+    if wd is not None and not wd >= 0:
+        raise ValueError(f"Invalid weight_decay value: weight_decay{where}={wd}; it must be >= 0")
+    betas = group["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas{where} must be a pair (beta1, beta2), got {betas!r}")
+    for index, beta in enumerate(betas):
+        value = _as_float(f"betas[{index}]{where}", beta)
+        if value is not None and not 0.0 <= value < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {index}: betas[{index}]{where}={value}; "
+                             "each beta must be in [0, 1) (defaults: 0.9, 0.999)")
+    if group.get("differentiable", False):
+        raise ValueError(f"differentiable=True{where} is not supported by fusedadam: its kernels update tensors in "
+                         "place outside autograd; use torch.optim.Adam(differentiable=True) to differentiate "
+                         "through the step")
+    backend = group.get("backend", "auto")
+    if backend not in BACKEND_NAMES:
+        raise ValueError(f"Unknown backend{where}={backend!r}; choose one of {', '.join(map(repr, BACKEND_NAMES))}")
+    for flag in ("amsgrad", "maximize", "capturable", "decoupled_weight_decay"):
+        if not isinstance(group.get(flag, False), bool):
+            raise ValueError(f"{flag}{where} must be True or False, got {group[flag]!r}")
+    for flag in ("foreach", "fused"):
+        if group.get(flag) not in (None, True, False):
+            raise ValueError(f"{flag}{where} must be None, True or False, got {group[flag]!r}")
+
+
+def check_param(p, where: str) -> None:
+    if not isinstance(p, torch.Tensor):
+        raise TypeError(f"{where} is a {type(p).__name__}, not a torch.Tensor; pass model.parameters()")
+    if not (p.is_floating_point() or p.is_complex()):
+        raise ValueError(f"{where} has dtype {p.dtype}: Adam only optimizes floating-point (or complex) tensors; "
+                         "leave integer tensors out of the optimizer")
+
+
+def check_grad(p: torch.Tensor, grad: torch.Tensor, where: str) -> None:
+    if grad.is_sparse or grad.layout != torch.strided:
+        raise RuntimeError(f"FusedAdam does not support sparse gradients ({where} has a {grad.layout} gradient); "
+                           "use torch.optim.SparseAdam for it, e.g. nn.Embedding(sparse=True) parameters")
+    if grad.shape != p.shape or grad.dtype != p.dtype or grad.device != p.device:
+        raise RuntimeError(f"{where}: its gradient ({grad.dtype}, {tuple(grad.shape)}, {grad.device}) does not match "
+                           f"the parameter ({p.dtype}, {tuple(p.shape)}, {p.device}); gradients must have the "
+                           "parameter's dtype, shape and device")

@@ -1,0 +1,170 @@
+"""Runs the same random problem through fusedadam, torch.optim.Adam and the float64 reference, and compares."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fusedadam import FusedAdam
+from fusedadam.reference import AdamConfig, ReferenceState, reference_adam_step
+
+STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+@dataclass
+class Problem:
+    """Initial parameters and the gradients of every step, all in the storage dtype."""
+
+    params: list[torch.Tensor]
+    grads: list[list[torch.Tensor]]  # [step][param]
+
+
+def make_problem(shapes, dtype, device="cpu", steps=4, seed=None) -> Problem:
+    rng = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def draw(shape, scale=1.0):
+        return (torch.randn(shape, dtype=torch.float64, generator=rng) * scale).to(dtype=dtype, device=device)
+
+    params = [draw(s) for s in shapes]
+    # Gradient scales vary per tensor and per step, so v spans orders of magnitude and eps matters somewhere.
+    grads = [[draw(s, scale=10.0 ** float(torch.empty(()).uniform_(-3, 1, generator=rng))) for s in shapes]
+             for _ in range(steps)]
+    return Problem(params, grads)
+
+
+def run_optimizer(make_optimizer, problem: Problem):
+    """Steps a fresh copy of the parameters; returns (params, state per param). Every step gets new gradient
+    objects, as a training loop with zero_grad(set_to_none=True) does."""
+    params = [p.clone() for p in problem.params]
+    optimizer = make_optimizer(params)
+    for step_grads in problem.grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        optimizer.step()
+    return params, [optimizer.state[p] for p in params]
+
+
+def run_fusedadam(problem: Problem, cfg: AdamConfig, backend: str, **extra):
+    return run_optimizer(lambda ps: FusedAdam(ps, backend=backend, **cfg.torch_kwargs(), **extra), problem)
+
+
+def run_torch(problem: Problem, cfg: AdamConfig, **extra):
+    return run_optimizer(lambda ps: torch.optim.Adam(ps, **cfg.torch_kwargs(), **extra), problem)
+
+
+def run_reference(problem: Problem, cfg: AdamConfig) -> list[ReferenceState]:
+    states = [ReferenceState.fresh(p) for p in problem.params]
+    for step_grads in problem.grads:
+        for s, g in zip(states, step_grads):
+            reference_adam_step(s, g, cfg)
+    return states
+
+
+def tensors_of(params, states, cfg: AdamConfig):
+    """name -> tensor for the parameter and every state tensor the mode keeps."""
+    out = []
+    for p, s in zip(params, states):
+        named = {"param": p, "exp_avg": s["exp_avg"], "exp_avg_sq": s["exp_avg_sq"]}
+        if cfg.amsgrad:
+            named["max_exp_avg_sq"] = s["max_exp_avg_sq"]
+        out.append(named)
+    return out
+
+
+def reference_tensors(states: list[ReferenceState], cfg: AdamConfig):
+    out = []
+    for s in states:
+        named = {"param": s.param, "exp_avg": s.exp_avg, "exp_avg_sq": s.exp_avg_sq}
+        if cfg.amsgrad:
+            named["max_exp_avg_sq"] = s.max_exp_avg_sq
+        out.append(named)
+    return out
+
+
+def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    if expected.numel() == 0:
+        return 0.0
+    return (actual.detach().cpu().double() - expected).abs().max().item()
+
+
+def scale_of(expected: torch.Tensor) -> float:
+    return expected.abs().max().item() if expected.numel() else 0.0
+
+
+# fp32 and fp64 storage: the error of every element, relative to the magnitude of the operands that formed it.
+RELATIVE_TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
+
+
+def operand_scales(problem: Problem, cfg: AdamConfig):
+    """Per element, the magnitude of the terms each final value was computed from, accumulated over the
+    steps by re-running the reference. Rounding error is relative to these, not to the result: g + wd*p,
+    b1*m + (1-b1)*g and p - update can all cancel to nearly zero.
+      G_t, the gradient operands of step t: |g_t| (+ wd * |p_{t-1}| with L2 decay);
+      exp_avg: max_t G_t;  exp_avg_sq, max_exp_avg_sq: their value plus (1-b2) (max_t G_t)^2;
+      param: max_t |p_t| plus, per step, lr * G_t / (sqrt(v_hat_t) + eps): the update's sensitivity to an
+      error of the order of G_t in m_t (large where v_hat_t is tiny next to G_t, e.g. a cancelled g + wd*p).
+    With L2 decay the parameter's own error flows back into the next gradient, so G grows by wd * param."""
+    beta1, beta2 = (float(b) for b in cfg.betas)
+    lr = float(cfg.lr)
+    coupled_decay = cfg.weight_decay if not cfg.decoupled_weight_decay else 0.0
+    scales = []
+    for i, p0 in enumerate(problem.params):
+        state = ReferenceState.fresh(p0.cpu())
+        p_bound = state.param.abs()
+        grad_bound = torch.zeros_like(p_bound)
+        sensitivity = torch.zeros_like(p_bound)
+        for t, step_grads in enumerate(problem.grads, start=1):
+            g = step_grads[i].detach().cpu().double()
+            grad_t = g.abs() + coupled_decay * state.param.abs()
+            reference_adam_step(state, g, cfg)
+            v_hat_sqrt = (state.exp_avg_sq / (1 - beta2 ** t)).sqrt()
+            grad_bound = torch.maximum(grad_bound, grad_t)
+            sensitivity = sensitivity + lr * grad_bound / ((1 - beta1 ** t) * (v_hat_sqrt + cfg.eps))
+            p_bound = torch.maximum(p_bound, state.param.abs())
+        param = p_bound + lr + sensitivity
+        grad_bound = grad_bound + coupled_decay * param
+        named = {
+            "param": param,
+            "exp_avg": torch.maximum(state.exp_avg.abs(), grad_bound),
+            "exp_avg_sq": state.exp_avg_sq.abs() + (1 - beta2) * grad_bound ** 2,
+        }
+        if cfg.amsgrad:
+            named["max_exp_avg_sq"] = state.max_exp_avg_sq.abs() + (1 - beta2) * grad_bound ** 2
+        scales.append(named)
+    return scales
+
+
+def assert_close_to_reference(ours, reference, dtype, torch_result=None, scales=None):
+    """fp32/fp64: every element within RELATIVE_TOLERANCE of its operands' magnitude (see operand_scales).
+    16-bit: for each kind of tensor (param, exp_avg, ...), the worst error relative to its tensor's scale, over
+    all tensors of the problem, is at most twice torch's on the same inputs plus the half-ulp that 16-bit
+    storage costs. (Pooled over the problem because the max over one small tensor is too noisy to compare.)"""
+    if dtype in RELATIVE_TOLERANCE:
+        _assert_elementwise(ours, reference, dtype, scales)
+        return
+    half_ulp = torch.finfo(dtype).eps / 2
+    for key in reference[0]:
+        def worst(results):
+            ratios = [(max_error(r[key], ref[key]) / scale_of(ref[key]), i)
+                      for i, (r, ref) in enumerate(zip(results, reference)) if scale_of(ref[key]) > 0]
+            return max(ratios, default=(0.0, -1))
+        mine, i = worst(ours)
+        theirs, j = worst(torch_result)
+        assert mine <= 2 * theirs + half_ulp, (
+            f"{key} ({dtype}): worst relative error {mine:.3e} (tensor {i}) > 2 x torch's {theirs:.3e} (tensor {j}) "
+            f"+ half an ulp {half_ulp:.3e}")
+
+
+def _assert_elementwise(ours, reference, dtype, scales):
+    for i, (mine, ref) in enumerate(zip(ours, reference)):
+        for key, expected in ref.items():
+            assert mine[key].shape == expected.shape
+            if expected.numel() == 0:
+                continue
+            errors = (mine[key].detach().cpu().double() - expected).abs()
+            excess = errors - RELATIVE_TOLERANCE[dtype] * scales[i][key]
+            worst = int(excess.argmax())
+            assert excess.flatten()[worst] <= 0, (
+                f"tensor {i} {key} ({tuple(expected.shape)}, {dtype}): element {worst} is off by "
+                f"{errors.flatten()[worst].item():.3e}, more than {RELATIVE_TOLERANCE[dtype]:g} x its operand "
+                f"scale {scales[i][key].flatten()[worst].item():.3e} (expected {expected.flatten()[worst].item():.6e})")

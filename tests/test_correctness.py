@@ -1,0 +1,82 @@
+"""Every backend x storage dtype x mode x shape class, over several steps, against the float64 reference
+(fusedadam.reference, Algorithm 1) on the parameter AND every state tensor, and the step counter.
+
+Parameters and states are updated in place, so an element a kernel forgets to write keeps its old value
+and fails the comparison: the inputs themselves are the poison."""
+import pytest
+import torch
+
+from harness import (assert_close_to_reference, make_problem, operand_scales, reference_tensors, run_fusedadam,
+                     run_reference, run_torch, tensors_of)
+from fusedadam.reference import AdamConfig
+from specs import DTYPES, MODES, SHAPES, backend_params, require
+
+
+@pytest.mark.parametrize("shapes", SHAPES.values(), ids=SHAPES.keys())
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+@pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
+@pytest.mark.parametrize("backend", backend_params())
+def test_matches_reference(backend, dtype, mode, shapes):
+    require(backend)
+    problem = make_problem(shapes, dtype, backend.device)
+    params, states = run_fusedadam(problem, mode, backend.name)
+    reference = run_reference(problem, mode)
+    baseline = None
+    if dtype in (torch.float16, torch.bfloat16):
+        # torch's fused kernel: fp32 math on 16-bit storage, its most accurate implementation.
+        baseline = tensors_of(*run_torch(problem, mode, fused=True), mode)
+    assert_close_to_reference(tensors_of(params, states, mode), reference_tensors(reference, mode), dtype, baseline,
+                              operand_scales(problem, mode))
+    for p, s in zip(params, states):
+        assert p.dtype == dtype and p.device.type == backend.device
+        assert s["step"].dtype == torch.float32 and s["step"].item() == len(problem.grads)
+        for key in ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if mode.amsgrad else ()):
+            assert s[key].dtype == dtype and s[key].shape == p.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("backend", backend_params())
+def test_lr_and_betas_as_tensors(backend, dtype):
+    """lr and betas may be tensors (torch.optim.Adam allows it); their values are the tensors' values, so the
+    reference runs with the float32-rounded numbers."""
+    require(backend)
+    lr, beta1, beta2 = torch.tensor(0.01), torch.tensor(0.9), torch.tensor(0.999)
+    as_tensors = AdamConfig(lr=lr, betas=(beta1, beta2), weight_decay=0.1, decoupled_weight_decay=True)
+    as_floats = AdamConfig(lr=lr.item(), betas=(beta1.item(), beta2.item()), weight_decay=0.1,
+                           decoupled_weight_decay=True)
+    problem = make_problem([(129,), (3, 5)], dtype, backend.device)
+    params, states = run_fusedadam(problem, as_tensors, backend.name)
+    reference = run_reference(problem, as_floats)
+    baseline = tensors_of(*run_torch(problem, as_floats, fused=True), as_floats) if dtype != torch.float32 else None
+    assert_close_to_reference(tensors_of(params, states, as_floats), reference_tensors(reference, as_floats), dtype,
+                              baseline, operand_scales(problem, as_floats))
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_agrees_with_torch_adam_in_fp32(backend):
+    """Same inputs, same numbers as torch.optim.Adam: within a few fp32 rounding errors."""
+    require(backend)
+    for mode in MODES.values():
+        problem = make_problem([(1000,), (31, 7)], torch.float32, backend.device)
+        ours = tensors_of(*run_fusedadam(problem, mode, backend.name), mode)
+        theirs = tensors_of(*run_torch(problem, mode), mode)
+        for mine, torch_ in zip(ours, theirs):
+            for key in mine:
+                torch.testing.assert_close(mine[key], torch_[key], rtol=2e-6, atol=1e-7)
+
+
+def test_thread_count_does_not_change_results():
+    """The CPU kernel splits the work across threads; the split must not change a single bit."""
+    mode = MODES["amsgrad"]
+    problem = make_problem([(100_003,), (5,), (70_001,)], torch.float32)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = tensors_of(*run_fusedadam(problem, mode, "cpu"), mode)
+        torch.set_num_threads(2)
+        two = tensors_of(*run_fusedadam(problem, mode, "cpu"), mode)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(one, two):
+        for key in a:
+            assert torch.equal(a[key], b[key])

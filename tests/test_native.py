@@ -1,0 +1,84 @@
+"""The native module: torch-free, importable without a GPU, CUDA code compiled in for the advertised archs."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import fusedadam
+from fusedadam._native import native
+
+C = native()
+
+
+def test_native_module_does_not_link_torch():
+    """One wheel for every torch version: the extension must not depend on libtorch / libc10."""
+    ldd = shutil.which("ldd")
+    if ldd is None:
+        pytest.skip("ldd is not available to list the extension's libraries")
+    out = subprocess.run([ldd, C.__file__], capture_output=True, text=True, check=True).stdout
+    assert not re.search(r"libtorch|libc10", out), out
+
+
+def test_native_module_imports_without_torch():
+    code = "import sys, importlib.util; spec = importlib.util.spec_from_file_location('fusedadam._C', sys.argv[1]); " \
+           "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); " \
+           "assert 'torch' not in sys.modules; print(m.cpu_selected_isa())"
+    out = subprocess.run([sys.executable, "-c", code, C.__file__], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() in ("x86-64-v4", "x86-64-v3", "default")
+
+
+def test_cpu_isa_is_reported():
+    assert C.cpu_selected_isa() in C.cpu_compiled_isas() or C.cpu_selected_isa() == "default"
+
+
+def _cuobjdump():
+    candidates = [shutil.which("cuobjdump")]
+    for home in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        if home:
+            candidates.append(str(Path(home) / "bin" / "cuobjdump"))
+    try:
+        import triton
+        candidates.append(str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"))
+    except ImportError:
+        pass
+    return next((c for c in candidates if c and Path(c).exists()), None)
+
+
+@pytest.mark.skipif(not C.has_cuda, reason="built without CUDA (FUSEDADAM_NO_CUDA=1 or no nvcc)")
+def test_cuda_cubins_for_the_configured_archs_are_embedded():
+    tool = _cuobjdump()
+    if tool is None:
+        pytest.skip("no cuobjdump (CUDA toolkit or triton) to list the embedded cubins")
+    archs = [a for a in os.environ.get("FUSEDADAM_CUDA_ARCHS", "80;90").replace(",", ";").split(";") if a]
+    elves = subprocess.run([tool, "--list-elf", C.__file__], capture_output=True, text=True, check=True).stdout
+    ptx = subprocess.run([tool, "--list-ptx", C.__file__], capture_output=True, text=True, check=True).stdout
+    for arch in archs:
+        assert f"sm_{arch}.cubin" in elves, elves
+    assert f"sm_{archs[-1]}.ptx" in ptx, ptx  # PTX of the newest arch, for GPUs newer than the build
+    assert C.cuda_compiled_archs().split() == [f"sm_{a}" for a in archs] + [f"compute_{archs[-1]}"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a GPU")
+def test_cuda_entry_points_fail_clearly_without_a_gpu():
+    with pytest.raises(RuntimeError, match=r"fusedadam: cudaGetDeviceCount failed: cuda\w+: .+|built without CUDA"):
+        C.cuda_device_count()
+
+
+def test_bandwidth_probe_touches_exactly_its_arrays():
+    n = 100_001
+    a, b, c, d = (torch.randint(-2**31, 2**31 - 1, (n + 2,), dtype=torch.int32) for _ in range(4))
+    expect = [x.clone() for x in (a, b, c)]
+    C.bandwidth_probe_cpu(a[1:].data_ptr(), b[1:].data_ptr(), c[1:].data_ptr(), d[1:].data_ptr(), n, 2)
+    for got, before in zip((a, b, c), expect):
+        assert torch.equal(got[1:-1], before[1:-1] ^ d[1:-1])
+        assert got[0] == before[0] and got[-1] == before[-1]
+
+
+def test_version():
+    assert fusedadam.__version__ == "0.1.0"
