@@ -2,9 +2,9 @@
 // codes, streams); the Python layer has already checked devices, dtypes, shapes and layouts.
 //
 // No torch headers: the module works with every torch version and imports without a GPU. The one
-// place it touches Python tensors is TensorTable.gather_grads, and only through the ordinary Python
-// attribute protocol (p.grad, g.data_ptr()), because doing that loop in Python costs ~0.25 us per
-// tensor, which is most of a small step.
+// place it touches Python tensors is TensorTable.gather_grads (p.grad, g.data_ptr() and a few checks,
+// through the C functions behind torch's public Python attributes), because doing that loop in Python
+// costs ~0.25 us per tensor, which is most of a small step.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 

@@ -45,7 +45,7 @@ class _GroupPlan:
                 and group["amsgrad"] == self.amsgrad)
 
     def gather_grads(self) -> bool:
-        # Every runner must be asked (no short cut) only if all succeed; any failure means a rebuild anyway.
+        # A parameter that gained a gradient changes the plan as much as one that lost it.
         return (all(p.grad is None for p in self.without_grad)
                 and all(runner.gather_grads() for runner in self.runners))
 

@@ -18,6 +18,7 @@ from .implementations import BASELINE, IMPLEMENTATIONS
 from .presets import PRESETS
 
 CEILING = "ceiling (4R+3W probe)"
+ALLOCATING = ("torch-forloop", "torch-foreach")
 
 
 @dataclass
@@ -99,12 +100,16 @@ def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log) -> lis
             fn()
     samples = {name: [] for name in runners}
     # Round-robin, so drift on a noisy machine hits every implementation alike. Each timed step follows an
-    # untimed one of the same implementation: the switch itself (the other OpenMP runtime's threads still
-    # spinning, caches and allocator left by the previous implementation) is not charged to anyone.
-    for _ in range(repeats):
-        for name, fn in runners.items():
-            fn()
-            samples[name].append(timer.time_ms(fn))
+    # untimed one of the same implementation, so the switch (caches and allocator state left by the previous
+    # implementation) is charged to no one. torch's for-loop and foreach steps allocate and free hundreds of
+    # MB of temporaries per step; interleaved with the others they slowed the next implementation by up to
+    # 20% (bench/NOTES.md), so they take their turns in a phase of their own.
+    phases = [[n for n in runners if n in ALLOCATING], [n for n in runners if n not in ALLOCATING]]
+    for phase in phases:
+        for _ in range(repeats):
+            for name in phase:
+                runners[name]()
+                samples[name].append(timer.time_ms(runners[name]))
     bytes_per_param = 7 * itemsize  # reads p, g, m, v; writes p, m, v
     bytes_moved = bytes_per_param * preset.numel
     ceiling_ms = statistics.median(samples[CEILING])
@@ -152,10 +157,15 @@ def versions() -> dict:
 
 
 def git_commit() -> str | None:
+    """The checkout's commit, with "-dirty" when the working tree differs from it; None outside a checkout."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here)
+        if head.returncode != 0:
+            return None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, timeout=5, cwd=here)
+        return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -165,10 +175,12 @@ def run(preset_names, impl_names, dtype, device, repeats, warmup, log=lambda m: 
     for i, name in enumerate(preset_names, 1):
         log(f"[{i}/{len(preset_names)}] {name}: {', '.join(impl_names)} + ceiling, {repeats} rounds")
         rows += bench_preset(PRESETS[name], impl_names, dtype, device, repeats, warmup, log)
-    ceilings = [r.ceiling_gbps for r in rows if r.impl == CEILING]
+    # The headline ceiling is the streaming one: that of the preset moving the most bytes (a tiny preset's
+    # probe runs from cache and says nothing about memory).
+    largest = max((r for r in rows if r.impl == CEILING), key=lambda r: r.numel * r.bytes_per_param, default=None)
     return {
         "device": describe_device(device),
-        "ceiling_gbps": max(ceilings) if ceilings else None,
+        "ceiling_gbps": largest.ceiling_gbps if largest else None,
         "results": [asdict(r) for r in rows],
         "versions": versions(),
         "commit": git_commit(),
