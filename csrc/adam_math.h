@@ -40,10 +40,12 @@ struct AdamCoefficients {
   Opmath bias_correction2_sqrt;  // sqrt(1 - beta2^t)
 };
 
-// Propagates NaN like torch.maximum (std::max would silently drop it).
+// Propagates NaN like torch.maximum (std::max would silently drop it). Bitwise `|`, not `||`: a
+// short-circuit branch kept GCC from vectorizing the whole AMSGrad loop (3-4x slower, bench/NOTES.md).
 template <typename Opmath>
 FUSEDADAM_HOST_DEVICE Opmath nan_propagating_max(Opmath a, Opmath b) {
-  return (b > a || b != b) ? b : a;
+  const bool take_b = (b > a) | (b != b);
+  return take_b ? b : a;
 }
 
 // One element of Algorithm 1 (Kingma & Ba 2015), with AdamW's decoupled decay (Loshchilov & Hutter

@@ -23,6 +23,10 @@ FUSEDADAM_SIMD_CLONES void adam_span(const TensorSlot& t, int64_t begin, int64_t
   Storage* __restrict exp_avg_sq = static_cast<Storage*>(t.exp_avg_sq) + begin;
   Storage* __restrict max_exp_avg_sq = kAmsgrad ? static_cast<Storage*>(t.max_exp_avg_sq) + begin : nullptr;
   const int64_t n = end - begin;
+  // The arrays are distinct tensors (or, at worst, the same one at the same index), so no iteration
+  // depends on another. GCC honours __restrict only on parameters; without this it versions the loop
+  // with run-time alias checks and, with AMSGrad's fifth array, gives up vectorizing (4.7x slower).
+#pragma GCC ivdep
   for (int64_t i = 0; i < n; ++i) {
     Opmath p = load(param[i]);
     Opmath m = load(exp_avg[i]);
@@ -90,7 +94,7 @@ void adam_step(const TensorTable& table, const AdamHyperparameters& hp, int max_
   switch (table.dtype) {
     case DType::kFloat32: return dispatch_mode<float>(table, hp, max_threads);
     case DType::kFloat64: return dispatch_mode<double>(table, hp, max_threads);
-    case DType::kFloat16: return dispatch_mode<_Float16>(table, hp, max_threads);
+    case DType::kFloat16: return dispatch_mode<Float16>(table, hp, max_threads);
     case DType::kBFloat16: return dispatch_mode<BFloat16>(table, hp, max_threads);
   }
 }

@@ -9,6 +9,7 @@ namespace {
 FUSEDADAM_SIMD_CLONES void probe_span(uint32_t* __restrict a, uint32_t* __restrict b, uint32_t* __restrict c,
                                       const uint32_t* __restrict d, int64_t n) {
   // xor with d: every array is really read and a, b, c really change, yet nothing is computed.
+#pragma GCC ivdep
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t x = d[i];
     a[i] ^= x;

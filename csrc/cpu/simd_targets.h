@@ -4,7 +4,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define FUSEDADAM_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#define FUSEDADAM_SIMD_ISAS "x86-64-v4 (AVX-512), x86-64-v3 (AVX2+FMA+F16C), default (SSE2)"
+#define FUSEDADAM_SIMD_ISAS "x86-64-v4 (AVX-512), x86-64-v3 (AVX2+FMA), default (SSE2)"
 #else
 #define FUSEDADAM_SIMD_CLONES
 #define FUSEDADAM_SIMD_ISAS "default (compiler auto-vectorization for the build target)"
