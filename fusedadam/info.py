@@ -37,6 +37,10 @@ def collect() -> dict:
     except ImportError:
         info["triton"] = "not installed"
     info["TRITON_INTERPRET"] = os.environ.get("TRITON_INTERPRET", "unset")
+    from .bench.implementations import IMPLEMENTATIONS
+    for name, impl in IMPLEMENTATIONS.items():
+        if impl.requires:
+            info[f"peer {name}"] = impl.unavailable_reason(impl.devices[0]) or "installed (benchmarked when present)"
     for name, backend in BACKENDS.items():
         info[f"backend {name}"] = backend.unavailable_reason() or "available"
     info['backend="auto" on cpu float32'] = resolve("auto", torch.empty(1), "a cpu tensor")

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .backends import BACKENDS, Runner, StepConfig, resolve
+from .profiling import profiler_range
 from .validation import check_grad, check_hyperparameters, check_param
 
 _ADAM_GROUP_DEFAULTS = dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
@@ -256,10 +257,8 @@ def _with_step_hooks(step: Callable) -> Callable:
     @functools.wraps(step)
     def wrapper(*args, **kwargs):
         self = args[0]
-        if torch._C._autograd._profiler_enabled():
-            with torch.autograd.profiler.record_function(f"Optimizer.step#{self.__class__.__name__}.step"):
-                return _hooked_call(torch_optimizer, step, self, args, kwargs)
-        return _hooked_call(torch_optimizer, step, self, args, kwargs)
+        with profiler_range(f"Optimizer.step#{self.__class__.__name__}.step"):
+            return _hooked_call(torch_optimizer, step, self, args, kwargs)
 
     return wrapper
 

@@ -12,7 +12,7 @@ python3 -m venv .venv
 if ! python -c "import torch" 2>/dev/null; then
   pip install --quiet "${FUSEDADAM_TORCH:-torch==2.13.0}"
 fi
-pip install --quiet "setuptools>=77" "pybind11>=2.12" wheel numpy "triton==3.9.0" pytest hypothesis
+pip install --quiet "setuptools>=77" "pybind11>=2.12" wheel numpy "triton==3.9.0" pytest hypothesis rich matplotlib
 # No build isolation: the build needs only setuptools and pybind11, installed just above.
 pip install --quiet --no-build-isolation --no-deps -e .
 python -m fusedadam info

@@ -6,11 +6,16 @@ from typing import Sequence
 import torch
 
 from .._native import load_error, native, try_native
+from ..profiling import profiler_range
 from ..layout import is_dense
 from .base import StateOf, StepConfig
 
 # Codes of csrc/tensor_table.h DType.
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+
+# How the native calls appear in a torch.profiler trace (python -m fusedadam profile reads these).
+GATHER_RANGE = "fusedadam::gather_grads"
+KERNEL_RANGE = "fusedadam::adam_step_cpu"
 
 # csrc/adam_math.h WeightDecay.
 WEIGHT_DECAY_NONE, WEIGHT_DECAY_L2, WEIGHT_DECAY_DECOUPLED = 0, 1, 2
@@ -61,7 +66,8 @@ class CpuRunner:
 
     def gather_grads(self) -> bool:
         self._grads = ()
-        return self._table.gather_grads() < 0
+        with profiler_range(GATHER_RANGE):
+            return self._table.gather_grads() < 0
 
     def set_grads(self, grads: Sequence[torch.Tensor]) -> None:
         grads = [g if g.stride() == p.stride() else torch.empty_like(p).copy_(g) for p, g in zip(self._params, grads)]
@@ -69,6 +75,10 @@ class CpuRunner:
         self._grads = grads
 
     def run(self, config: StepConfig) -> None:
+        with profiler_range(KERNEL_RANGE):
+            self._launch(config)
+
+    def _launch(self, config: StepConfig) -> None:
         native().adam_step_cpu(
             self._table,
             float(config.lr),

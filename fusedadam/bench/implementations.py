@@ -1,6 +1,8 @@
-"""The optimizers a benchmark compares: torch's three Adam paths and fusedadam's backends."""
+"""The optimizers a benchmark compares: torch's Adam paths, fusedadam's backends, and peers when installed."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Callable
 
@@ -13,27 +15,61 @@ from ..optimizer import FusedAdamW
 @dataclass(frozen=True)
 class Implementation:
     name: str
-    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+    make: Callable[..., torch.optim.Optimizer]  # make(params, amsgrad=...) -> something with .step()
     devices: tuple[str, ...]
-    backend: str | None = None  # the fusedadam backend it runs, if any
+    backend: str | None = None    # the fusedadam backend it runs, if any
+    requires: str | None = None   # a module that must be importable (peers are detected, never required)
+    by_default: tuple[str, ...] = ("cpu", "cuda")  # devices where a plain `bench` includes it
+    note: str = ""
 
     def unavailable_reason(self, device: str) -> str | None:
         if device not in self.devices:
             return f"does not run on {device}"
+        if self.requires and importlib.util.find_spec(self.requires) is None:
+            return f"{self.requires} is not installed"
         return BACKENDS[self.backend].unavailable_reason() if self.backend else None
 
 
+class _CompiledStep:
+    """torch.compile'd AdamW: the first call compiles (warm-up), later calls run the generated kernels."""
+
+    def __init__(self, params, **options):
+        # A tensor lr keeps a scheduler's changes from recompiling, as torch's tutorial advises.
+        self.optimizer = torch.optim.AdamW(params, lr=torch.tensor(1e-3), **options)
+        self.step = torch.compile(self.optimizer.step)
+
+
+def _peer(module: str, attribute: str, **kwargs):
+    def make(params, **options):
+        cls = getattr(importlib.import_module(module), attribute)
+        return cls(params, lr=1e-3, weight_decay=1e-2, **kwargs, **options)
+    return make
+
+
 def _fusedadam(backend: str, devices: tuple[str, ...]) -> Implementation:
-    return Implementation(f"fusedadam-{backend}", lambda ps: FusedAdamW(ps, backend=backend), devices, backend)
+    return Implementation(f"fusedadam-{backend}", lambda ps, **o: FusedAdamW(ps, backend=backend, **o), devices, backend)
 
 
 IMPLEMENTATIONS = {i.name: i for i in [
-    Implementation("torch-forloop", lambda ps: torch.optim.AdamW(ps, foreach=False), ("cpu", "cuda")),
-    Implementation("torch-foreach", lambda ps: torch.optim.AdamW(ps, foreach=True), ("cpu", "cuda")),
-    Implementation("torch-fused", lambda ps: torch.optim.AdamW(ps, fused=True), ("cpu", "cuda")),
+    Implementation("torch-forloop", lambda ps, **o: torch.optim.AdamW(ps, foreach=False, **o), ("cpu", "cuda")),
+    Implementation("torch-foreach", lambda ps, **o: torch.optim.AdamW(ps, foreach=True, **o), ("cpu", "cuda")),
+    Implementation("torch-fused", lambda ps, **o: torch.optim.AdamW(ps, fused=True, **o), ("cpu", "cuda")),
+    Implementation("torch-compiled", _CompiledStep, ("cpu", "cuda"), by_default=("cuda",),
+                   note="on the CPU, compiling one step takes minutes (130 s for resnet50 here): ask for it"),
     _fusedadam("cpu", ("cpu",)),
     _fusedadam("cuda", ("cuda",)),
     _fusedadam("triton", ("cuda",)),
+    Implementation("deepspeed-cpuadam", _peer("deepspeed.ops.adam", "DeepSpeedCPUAdam", adamw_mode=True), ("cpu",),
+                   requires="deepspeed"),
+    Implementation("deepspeed-fusedadam", _peer("deepspeed.ops.adam", "FusedAdam", adam_w_mode=True), ("cuda",),
+                   requires="deepspeed"),
+    Implementation("apex-fusedadam", _peer("apex.optimizers", "FusedAdam", adam_w_mode=True), ("cuda",),
+                   requires="apex"),
 ] if i.backend is None or BACKENDS[i.backend].shipped}
 
 BASELINE = "torch-fused"
+
+
+def default_implementations(device: str) -> list[str]:
+    return [name for name, impl in IMPLEMENTATIONS.items()
+            if device in impl.by_default and impl.unavailable_reason(device) is None]

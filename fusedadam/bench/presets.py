@@ -1,6 +1,7 @@
 """Parameter-shape presets: size matters, and so does the shape of the parameter list."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -40,13 +41,49 @@ def _llama_1b() -> tuple[tuple[int, ...], ...]:
     return tuple(shapes + [(d,)])
 
 
+def _resnet50() -> tuple[tuple[int, ...], ...]:
+    """ResNet-50 (He et al. 2016) as in torchvision: 161 tensors, 25.6M parameters (BatchNorm weight and bias
+    counted; running statistics are buffers, not parameters)."""
+    shapes = [(64, 3, 7, 7), (64,), (64,)]
+    in_channels = 64
+    for width, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        for block in range(blocks):
+            shapes += [(width, in_channels, 1, 1), (width,), (width,),
+                       (width, width, 3, 3), (width,), (width,),
+                       (4 * width, width, 1, 1), (4 * width,), (4 * width,)]
+            if block == 0:
+                shapes += [(4 * width, in_channels, 1, 1), (4 * width,), (4 * width,)]
+            in_channels = 4 * width
+    return tuple(shapes + [(1000, 2048), (1000,)])
+
+
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9}
+
+
+def flat(name: str) -> Preset | None:
+    """`flat-<N>` with N like 1000, 50m or 1b: one tensor of N elements."""
+    match = re.fullmatch(r"flat-(\d+)([kmb]?)", name)
+    if match is None:
+        return None
+    n = int(match.group(1)) * _SUFFIX[match.group(2)]
+    return Preset(name, ((n,),), f"one tensor of {n:,} elements: pure streaming")
+
+
+def get(name: str) -> Preset:
+    preset = PRESETS.get(name) or flat(name)
+    if preset is None:
+        raise KeyError(name)
+    return preset
+
+
 PRESETS = {p.name: p for p in [
     Preset("flat-50m", ((50_000_000,),), "one tensor of 50M elements: pure streaming"),
     Preset("gpt2-124m", _gpt2_124m(), "GPT-2 small's 148 parameter tensors (124.4M elements)"),
     Preset("llama-1b", _llama_1b(), "a Llama-style 1.2B model's 146 parameter tensors"),
+    Preset("resnet50", _resnet50(), "ResNet-50's 161 parameter tensors (25.6M elements), many of them tiny"),
     Preset("many-small-5000x1000", ((1000,),) * 5000, "5000 tensors of 1000 elements: per-tensor overhead"),
     Preset("host-1000x16", ((16,),) * 1000, "1000 tiny tensors: the step is almost all host time"),
 ]}
 
-CPU_DEFAULT = ("flat-50m", "gpt2-124m", "many-small-5000x1000", "host-1000x16")
+CPU_DEFAULT = ("flat-50m", "gpt2-124m", "resnet50", "many-small-5000x1000", "host-1000x16")
 CPU_QUICK = ("flat-50m", "many-small-5000x1000", "host-1000x16")

@@ -15,7 +15,7 @@ import torch
 from .. import __version__
 from .ceiling import BandwidthProbe
 from .implementations import BASELINE, IMPLEMENTATIONS
-from .presets import PRESETS
+from .presets import get as get_preset
 
 CEILING = "ceiling (4R+3W probe)"
 ALLOCATING = ("torch-forloop", "torch-foreach")
@@ -69,12 +69,18 @@ def available_bytes(device: torch.device) -> int:
     return 1 << 62
 
 
+def bytes_per_param(itemsize: int, amsgrad: bool) -> int:
+    """Bytes one step moves per parameter: reads p, g, m, v (and vmax) and writes p, m, v (and vmax)."""
+    return (7 + (2 if amsgrad else 0)) * itemsize
+
+
 def _percentile(values, q):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log) -> list[Row]:
+def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log, amsgrad=False,
+                 on_round=lambda: None) -> list[Row]:
     itemsize = torch.empty((), dtype=dtype).element_size()
     state_bytes = preset.numel * itemsize
     # p, m, v per implementation, gradients shared, plus the probe's four arrays.
@@ -90,7 +96,10 @@ def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log) -> lis
         params = [b.clone() for b in base]
         for p, g in zip(params, grads):
             p.grad = g  # shared, read-only for Adam
-        runners[name] = IMPLEMENTATIONS[name].make(params).step
+        try:
+            runners[name] = IMPLEMENTATIONS[name].make(params, amsgrad=amsgrad).step
+        except Exception as error:  # a peer that rejects an option: report and go on
+            log(f"{name} skipped on {preset.name}: {type(error).__name__}: {error}")
     probe = BandwidthProbe(state_bytes, device)
     runners[CEILING] = probe.step
     del base
@@ -110,8 +119,9 @@ def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log) -> lis
             for name in phase:
                 runners[name]()
                 samples[name].append(timer.time_ms(runners[name]))
-    bytes_per_param = 7 * itemsize  # reads p, g, m, v; writes p, m, v
-    bytes_moved = bytes_per_param * preset.numel
+            on_round()
+    moved_per_param = bytes_per_param(itemsize, amsgrad)
+    bytes_moved = moved_per_param * preset.numel
     ceiling_ms = statistics.median(samples[CEILING])
     ceiling_gbps = probe.bytes_moved / ceiling_ms / 1e6
     baseline_ms = statistics.median(samples[BASELINE]) if BASELINE in samples else None
@@ -124,7 +134,7 @@ def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log) -> lis
                         p20_ms=_percentile(values, 0.2), p80_ms=_percentile(values, 0.8), gbps=gbps,
                         fraction_of_ceiling=gbps / ceiling_gbps, ceiling_gbps=ceiling_gbps,
                         vs_torch_fused=(baseline_ms / ms) if baseline_ms and name != CEILING else None,
-                        numel=preset.numel, tensors=len(preset.shapes), bytes_per_param=bytes_per_param))
+                        numel=preset.numel, tensors=len(preset.shapes), bytes_per_param=moved_per_param))
     del runners, probe, grads
     gc.collect()
     return rows
@@ -170,11 +180,12 @@ def git_commit() -> str | None:
         return None
 
 
-def run(preset_names, impl_names, dtype, device, repeats, warmup, log=lambda m: print(m, file=sys.stderr)):
+def run(preset_names, impl_names, dtype, device, repeats, warmup, log=lambda m: print(m, file=sys.stderr),
+        amsgrad=False, on_round=lambda: None):
     rows = []
     for i, name in enumerate(preset_names, 1):
         log(f"[{i}/{len(preset_names)}] {name}: {', '.join(impl_names)} + ceiling, {repeats} rounds")
-        rows += bench_preset(PRESETS[name], impl_names, dtype, device, repeats, warmup, log)
+        rows += bench_preset(get_preset(name), impl_names, dtype, device, repeats, warmup, log, amsgrad, on_round)
     # The headline ceiling is the streaming one: that of the preset moving the most bytes (a tiny preset's
     # probe runs from cache and says nothing about memory).
     largest = max((r for r in rows if r.impl == CEILING), key=lambda r: r.numel * r.bytes_per_param, default=None)
@@ -186,14 +197,3 @@ def run(preset_names, impl_names, dtype, device, repeats, warmup, log=lambda m: 
         "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d"),
     }
-
-
-def format_table(report: dict) -> str:
-    header = f"{'preset':22} {'implementation':22} {'median ms':>10} {'p20..p80 ms':>17} {'GB/s':>7} " \
-             f"{'of ceiling':>10} {'vs torch-fused':>14}"
-    lines = [f"device: {report['device']}", header, "-" * len(header)]
-    for r in report["results"]:
-        vs = f"{r['vs_torch_fused']:.2f}x" if r["vs_torch_fused"] is not None else ""
-        lines.append(f"{r['preset']:22} {r['impl']:22} {r['ms']:10.3f} {r['p20_ms']:8.3f}..{r['p80_ms']:<8.3f}"
-                     f"{r['gbps']:7.1f} {r['fraction_of_ceiling']:10.1%} {vs:>14}")
-    return "\n".join(lines)
