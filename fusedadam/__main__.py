@@ -51,9 +51,9 @@ def _bench(args) -> int:
         print(error, file=sys.stderr)
         return 2
     repeats = args.repeats or (5 if args.quick else 15)
-    with _progress(len(presets) * repeats * 2) as advance:
-        report = run(presets, impls, DTYPES[args.dtype], device, repeats, warmup=2, amsgrad=args.amsgrad,
-                     on_round=advance)
+    dtypes = [DTYPES[name] for name in dict.fromkeys(args.dtype)]
+    with _progress(len(presets) * len(dtypes) * repeats * 2) as advance:
+        report = run(presets, impls, dtypes, device, repeats, warmup=2, amsgrad=args.amsgrad, on_round=advance)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -124,7 +124,8 @@ def main(argv=None) -> int:
                        help="presets to run: flat-50m, gpt2-124m, llama-1b, resnet50, many-small-5000x1000, "
                             "host-1000x16, or flat-<N> (default: all CPU presets but llama-1b)")
     bench.add_argument("--impls", nargs="+", metavar="NAME", help="implementations (default: all available here)")
-    bench.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="storage dtype (default fp32)")
+    bench.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), default=["fp32"],
+                       help="storage dtypes, each run on every preset (default fp32)")
     bench.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present, else cpu")
     bench.add_argument("--repeats", type=int, help="timed rounds per implementation (default 15; --quick 5)")
     bench.add_argument("--threads", type=int, help="torch.set_num_threads for the run")

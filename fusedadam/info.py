@@ -7,7 +7,7 @@ import torch
 
 from . import __version__
 from ._native import load_error, try_native
-from .backends import BACKENDS, resolve
+from .backends import AUTO_ORDER, BACKENDS, resolve
 
 
 def collect() -> dict:
@@ -46,6 +46,9 @@ def collect() -> dict:
     info['backend="auto" on cpu float32'] = resolve("auto", torch.empty(1), "a cpu tensor")
     if torch.cuda.is_available():
         info['backend="auto" on cuda float32'] = resolve("auto", torch.empty(1, device="cuda"), "a cuda tensor")
+    else:
+        ready = [n for n in AUTO_ORDER["cuda"] if BACKENDS[n].unavailable_reason() is None]
+        info['backend="auto" on cuda float32'] = f"{(ready or ['torch'])[0]} (no GPU visible here)"
     return info
 
 

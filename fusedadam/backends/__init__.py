@@ -54,4 +54,4 @@ def resolve(requested: str, p: torch.Tensor, where: str) -> str:
     return "torch"
 
 
-__all__ = ["BACKENDS", "Backend", "Runner", "StepConfig", "resolve"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "Runner", "StepConfig", "resolve"]

@@ -180,11 +180,14 @@ def git_commit() -> str | None:
         return None
 
 
-def run(preset_names, impl_names, dtype, device, repeats, warmup, log=lambda m: print(m, file=sys.stderr),
+def run(preset_names, impl_names, dtypes, device, repeats, warmup, log=lambda m: print(m, file=sys.stderr),
         amsgrad=False, on_round=lambda: None):
+    """Every preset x dtype x implementation; `dtypes` is a list of torch dtypes."""
     rows = []
-    for i, name in enumerate(preset_names, 1):
-        log(f"[{i}/{len(preset_names)}] {name}: {', '.join(impl_names)} + ceiling, {repeats} rounds")
+    jobs = [(name, dtype) for name in preset_names for dtype in dtypes]
+    for i, (name, dtype) in enumerate(jobs, 1):
+        log(f"[{i}/{len(jobs)}] {name} {str(dtype).replace('torch.', '')}: {', '.join(impl_names)} + ceiling, "
+            f"{repeats} rounds")
         rows += bench_preset(get_preset(name), impl_names, dtype, device, repeats, warmup, log, amsgrad, on_round)
     # The headline ceiling is the streaming one: that of the preset moving the most bytes (a tiny preset's
     # probe runs from cache and says nothing about memory).
