@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "adam_cpu_f16c.h"
+#include "float_span.h"
 #include "multi_tensor_cpu.h"
 #include "simd_targets.h"
 #include "storage_cast.h"
@@ -60,42 +62,36 @@ std::vector<AdamCoefficients<Opmath>> advance_steps(const TensorTable& table, co
 }
 
 template <typename Storage, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
-void run(const TensorTable& table, const AdamHyperparameters& hp, int max_threads) {
-  const auto coefficients = advance_steps<opmath_t<Storage>>(table, hp);
+void run(const TensorTable& table, const std::vector<AdamCoefficients<opmath_t<Storage>>>& coefficients,
+         int max_threads) {
   parallel_for_each_span(table, max_threads, [&](int64_t i, int64_t begin, int64_t end) {
     adam_span<Storage, kWeightDecay, kAmsgrad, kMaximize>(table.tensors[i], begin, end, coefficients[i]);
   });
 }
 
-// Turns the runtime mode into template arguments once per step, never per element.
 template <typename Storage>
-void dispatch_mode(const TensorTable& table, const AdamHyperparameters& hp, int max_threads) {
-  auto with_bools = [&](auto weight_decay) {
-    constexpr WeightDecay kWd = decltype(weight_decay)::value;
-    if (hp.amsgrad) {
-      hp.maximize ? run<Storage, kWd, true, true>(table, hp, max_threads)
-                  : run<Storage, kWd, true, false>(table, hp, max_threads);
-    } else {
-      hp.maximize ? run<Storage, kWd, false, true>(table, hp, max_threads)
-                  : run<Storage, kWd, false, false>(table, hp, max_threads);
-    }
-  };
-  switch (hp.weight_decay_mode) {
-    case WeightDecay::kNone: return with_bools(std::integral_constant<WeightDecay, WeightDecay::kNone>{});
-    case WeightDecay::kL2: return with_bools(std::integral_constant<WeightDecay, WeightDecay::kL2>{});
-    case WeightDecay::kDecoupled:
-      return with_bools(std::integral_constant<WeightDecay, WeightDecay::kDecoupled>{});
-  }
+void step_portable(const TensorTable& table, const AdamHyperparameters& hp, int max_threads) {
+  const auto coefficients = advance_steps<opmath_t<Storage>>(table, hp);
+  dispatch_adam_mode(hp, [&](auto weight_decay, auto amsgrad, auto maximize) {
+    run<Storage, decltype(weight_decay)::value, decltype(amsgrad)::value, decltype(maximize)::value>(
+        table, coefficients, max_threads);
+  });
+}
+
+void step_float16(const TensorTable& table, const AdamHyperparameters& hp, int max_threads) {
+  static const bool f16c = f16c_supported();
+  if (!f16c) return step_portable<Float16>(table, hp, max_threads);
+  adam_step_f16c(table, advance_steps<float>(table, hp), hp, max_threads);
 }
 
 }  // namespace
 
 void adam_step(const TensorTable& table, const AdamHyperparameters& hp, int max_threads) {
   switch (table.dtype) {
-    case DType::kFloat32: return dispatch_mode<float>(table, hp, max_threads);
-    case DType::kFloat64: return dispatch_mode<double>(table, hp, max_threads);
-    case DType::kFloat16: return dispatch_mode<Float16>(table, hp, max_threads);
-    case DType::kBFloat16: return dispatch_mode<BFloat16>(table, hp, max_threads);
+    case DType::kFloat32: return step_portable<float>(table, hp, max_threads);
+    case DType::kFloat64: return step_portable<double>(table, hp, max_threads);
+    case DType::kFloat16: return step_float16(table, hp, max_threads);
+    case DType::kBFloat16: return step_portable<BFloat16>(table, hp, max_threads);
   }
 }
 
