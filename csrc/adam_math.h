@@ -71,9 +71,10 @@ FUSEDADAM_HOST_DEVICE void adam_update(Opmath& param, Opmath grad, Opmath& exp_a
   param = param - c.step_size * (exp_avg / denom);
 }
 
-// Host-side: the per-tensor constants for step number `step` (already incremented, >= 1).
+// The per-tensor constants for step number `step` (already incremented, >= 1), in double precision: on
+// the host once per tensor (CPU kernel), on the device once per chunk (CUDA kernel, where step lives).
 template <typename Opmath>
-inline AdamCoefficients<Opmath> make_adam_coefficients(double lr, double beta1, double beta2, double eps,
+FUSEDADAM_HOST_DEVICE AdamCoefficients<Opmath> make_adam_coefficients(double lr, double beta1, double beta2, double eps,
                                                        double weight_decay, double step) {
   const double bias_correction1 = 1.0 - std::pow(beta1, step);
   const double bias_correction2 = 1.0 - std::pow(beta2, step);

@@ -14,9 +14,11 @@
 
 #include "cpu/adam_cpu.h"
 #include "cpu/bandwidth_probe.h"
+#include "launch_table_writer.h"
 #include "tensor_table.h"
 
 #ifdef FUSEDADAM_WITH_CUDA
+#include "cuda/adam_cuda.h"
 #include "cuda/cuda_runtime.h"
 #endif
 
@@ -119,6 +121,9 @@ struct PyTensorTable {
   // them. Weak, so a gradient dropped by zero_grad() is freed as torch.optim.Adam would free it.
   std::vector<py::object> checked_grads;
   std::vector<const void*> scratch_grads;
+  // Bumped whenever a gradient address in the table changes: device backends upload their launch
+  // table again only then.
+  uint64_t grad_version = 0;
 };
 
 PyTensorTable make_table(int dtype, const std::vector<int64_t>& numels, const std::vector<uintptr_t>& params,
@@ -233,7 +238,12 @@ long gather_grads(PyTensorTable& self) {
     if (!usable) return static_cast<long>(i);
     self.scratch_grads[i] = reinterpret_cast<const void*>(address);
   }
-  for (size_t i = 0; i < n; ++i) table.tensors[i].grad = self.scratch_grads[i];
+  bool moved = false;
+  for (size_t i = 0; i < n; ++i) {
+    moved |= table.tensors[i].grad != self.scratch_grads[i];
+    table.tensors[i].grad = self.scratch_grads[i];
+  }
+  self.grad_version += moved;
   return -1;
 }
 
@@ -241,14 +251,37 @@ void set_grads(PyTensorTable& self, const std::vector<uintptr_t>& grads) {
   TensorTable& table = self.table;
   if (grads.size() != table.tensors.size()) throw std::invalid_argument("set_grads: one pointer per tensor");
   for (size_t i = 0; i < grads.size(); ++i) table.tensors[i].grad = as_pointer<const void>(grads[i]);
+  ++self.grad_version;
+}
+
+void check_chunk_size(int64_t chunk_size) {
+  // Chunk starts must keep 16-byte vector accesses aligned for every dtype.
+  if (chunk_size <= 0 || chunk_size % 64 != 0) throw std::invalid_argument("chunk_size must be a positive multiple of 64");
+}
+
+py::tuple write_launch_table(const PyTensorTable& self, uintptr_t address, int64_t words, int64_t chunk_size) {
+  check_chunk_size(chunk_size);
+  if (words != launch_table::num_words(self.table, chunk_size)) {
+    throw std::invalid_argument("write_launch_table: the buffer does not have launch_table_words(chunk_size) words");
+  }
+  for (const auto& t : self.table.tensors) {
+    if (t.numel > 0 && t.grad == nullptr) throw std::invalid_argument("write_launch_table: a gradient pointer is unset");
+  }
+  const launch_table::Written written = launch_table::write(self.table, chunk_size, as_pointer<int64_t>(address));
+  return py::make_tuple(written.num_chunks, written.aligned16);
+}
+
+void check_codes(int dtype, int weight_decay_mode) {
+  if (dtype < 0 || dtype > static_cast<int>(DType::kBFloat16)) throw std::invalid_argument("unknown dtype code");
+  if (weight_decay_mode < 0 || weight_decay_mode > static_cast<int>(WeightDecay::kDecoupled)) {
+    throw std::invalid_argument("unknown weight_decay_mode");
+  }
 }
 
 void adam_step_cpu(const PyTensorTable& self, double lr, double beta1, double beta2, double eps,
                    double weight_decay, int weight_decay_mode, bool amsgrad, bool maximize, int num_threads) {
   const TensorTable& table = self.table;
-  if (weight_decay_mode < 0 || weight_decay_mode > static_cast<int>(WeightDecay::kDecoupled)) {
-    throw std::invalid_argument("unknown weight_decay_mode");
-  }
+  check_codes(static_cast<int>(table.dtype), weight_decay_mode);
   for (const auto& t : table.tensors) {
     if (t.numel > 0 && t.grad == nullptr) throw std::invalid_argument("adam_step_cpu: a gradient pointer is unset");
     if (amsgrad && t.numel > 0 && t.max_exp_avg_sq == nullptr) throw std::invalid_argument("amsgrad needs max_exp_avg_sq");
@@ -258,6 +291,14 @@ void adam_step_cpu(const PyTensorTable& self, double lr, double beta1, double be
   py::gil_scoped_release release;
   cpu::adam_step(table, hp, num_threads);
 }
+
+// Pointers are integers (0 for "none"): the device backends pass tensors' data_ptr().
+#define ADAM_STEP_CUDA_ARGS                                                                                    \
+  py::arg("device"), py::arg("stream"), py::arg("table"), py::arg("num_tensors"), py::arg("num_chunks"),        \
+      py::arg("chunk_size"), py::arg("dtype"), py::arg("steps"), py::arg("done_counter"), py::arg("lr"),      \
+      py::arg("lr_on_device"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),   \
+      py::arg("weight_decay_mode"), py::arg("amsgrad"), py::arg("maximize"), py::arg("grad_scale"),           \
+      py::arg("found_inf")
 
 [[noreturn]] void no_cuda() {
   throw std::runtime_error(
@@ -277,8 +318,29 @@ PYBIND11_MODULE(_C, m) {
            py::arg("tensor_base"))
       .def_property_readonly("num_tensors", [](const PyTensorTable& t) { return t.table.tensors.size(); })
       .def_property_readonly("total_numel", [](const PyTensorTable& t) { return t.table.total_numel(); })
+      .def_property_readonly("grad_version", [](const PyTensorTable& t) { return t.grad_version; })
       .def("gather_grads", &gather_grads)
-      .def("set_grads", &set_grads, py::arg("grads"));
+      .def("set_grads", &set_grads, py::arg("grads"))
+      .def("launch_table_words",
+           [](const PyTensorTable& t, int64_t chunk_size) {
+             check_chunk_size(chunk_size);
+             return launch_table::num_words(t.table, chunk_size);
+           },
+           py::arg("chunk_size"))
+      .def("write_launch_table", &write_launch_table, py::arg("address"), py::arg("words"), py::arg("chunk_size"),
+           "Writes the launch table (csrc/launch_table.h) to host memory; returns (num_chunks, aligned16).");
+
+  py::module_ layout = m.def_submodule("launch_table", "column indices of csrc/launch_table.h");
+  layout.attr("TENSOR_COLUMNS") = static_cast<int>(launch_table::kTensorColumns);
+  layout.attr("PARAM") = static_cast<int>(launch_table::kParam);
+  layout.attr("GRAD") = static_cast<int>(launch_table::kGrad);
+  layout.attr("EXP_AVG") = static_cast<int>(launch_table::kExpAvg);
+  layout.attr("EXP_AVG_SQ") = static_cast<int>(launch_table::kExpAvgSq);
+  layout.attr("MAX_EXP_AVG_SQ") = static_cast<int>(launch_table::kMaxExpAvgSq);
+  layout.attr("NUMEL") = static_cast<int>(launch_table::kNumel);
+  layout.attr("CHUNK_COLUMNS") = static_cast<int>(launch_table::kChunkColumns);
+  layout.attr("TENSOR_INDEX") = static_cast<int>(launch_table::kTensorIndex);
+  layout.attr("FIRST_ELEMENT") = static_cast<int>(launch_table::kFirstElement);
 
   m.def("adam_step_cpu", &adam_step_cpu, py::arg("table"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
         py::arg("eps"), py::arg("weight_decay"), py::arg("weight_decay_mode"), py::arg("amsgrad"),
@@ -304,6 +366,23 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_compiled_archs", &cuda::compiled_archs);
   m.def("cuda_device_name", &cuda::device_name, py::arg("device"));
   m.def(
+      "adam_step_cuda",
+      [](int device, uintptr_t stream, uintptr_t table, int64_t num_tensors, int64_t num_chunks, int64_t chunk_size,
+         int dtype, uintptr_t steps, uintptr_t done_counter, double lr, uintptr_t lr_on_device, double beta1,
+         double beta2, double eps, double weight_decay, int weight_decay_mode, bool amsgrad, bool maximize,
+         uintptr_t grad_scale, uintptr_t found_inf) {
+        check_codes(dtype, weight_decay_mode);
+        const cuda::AdamLaunchParams params{device, stream, as_pointer<const int64_t>(table), num_tensors, num_chunks,
+                                            chunk_size, static_cast<DType>(dtype), as_pointer<float>(steps),
+                                            as_pointer<unsigned int>(done_counter), lr,
+                                            as_pointer<const float>(lr_on_device), beta1, beta2, eps, weight_decay,
+                                            static_cast<WeightDecay>(weight_decay_mode), amsgrad, maximize,
+                                            as_pointer<const float>(grad_scale), as_pointer<const float>(found_inf)};
+        py::gil_scoped_release release;
+        cuda::adam_step(params);
+      },
+      ADAM_STEP_CUDA_ARGS);
+  m.def(
       "bandwidth_probe_cuda",
       [](int device, uintptr_t stream, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d, int64_t words) {
         py::gil_scoped_release release;
@@ -314,6 +393,11 @@ PYBIND11_MODULE(_C, m) {
       py::arg("words"));
 #else
   m.attr("has_cuda") = false;
+  m.def(
+      "adam_step_cuda",
+      [](int, uintptr_t, uintptr_t, int64_t, int64_t, int64_t, int, uintptr_t, uintptr_t, double, uintptr_t, double,
+         double, double, double, int, bool, bool, uintptr_t, uintptr_t) { no_cuda(); },
+      ADAM_STEP_CUDA_ARGS);
   m.def("cuda_device_count", []() -> int { no_cuda(); });
   m.def("cuda_driver_version", []() -> int { return 0; });
   m.def("cuda_runtime_version", []() -> int { no_cuda(); });

@@ -23,9 +23,10 @@ def _check_names(presets, impls, device) -> str | None:
 
     for name in presets:
         try:
-            get(name)
+            name == "flat-max" or get(name)
         except KeyError:
-            return f"unknown preset {name!r}; choose from {', '.join(sorted(PRESETS))} or flat-<N> (e.g. flat-100m)"
+            return (f"unknown preset {name!r}; choose from {', '.join(sorted(PRESETS))}, flat-<N> (e.g. flat-100m) "
+                    "or flat-max (the largest that fits)")
     for name in impls:
         if name not in IMPLEMENTATIONS:
             return f"unknown implementation {name!r}; choose from {', '.join(sorted(IMPLEMENTATIONS))}"
@@ -37,14 +38,17 @@ def _check_names(presets, impls, device) -> str | None:
 
 def _bench(args) -> int:
     from .bench.implementations import default_implementations
-    from .bench.presets import CPU_DEFAULT, CPU_QUICK
+    from .bench.presets import CPU_DEFAULT, CPU_QUICK, GPU_DEFAULT, GPU_QUICK
     from .bench.report import format_table, plot, print_table
     from .bench.run import run
 
     device = _device(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    presets = args.presets or list(CPU_QUICK if args.quick else CPU_DEFAULT)
+    if device.type == "cuda":
+        presets = args.presets or list(GPU_QUICK if args.quick else GPU_DEFAULT)
+    else:
+        presets = args.presets or list(CPU_QUICK if args.quick else CPU_DEFAULT)
     impls = args.impls or default_implementations(device.type)
     error = _check_names(presets, impls, device)
     if error:
@@ -107,6 +111,8 @@ def _info(args) -> int:
 
 
 def main(argv=None) -> int:
+    from .bench.presets import CPU_DEFAULT, GPU_DEFAULT
+
     parser = argparse.ArgumentParser(prog="python -m fusedadam",
                                      description="fusedadam: Adam at the memory-bandwidth limit.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -122,7 +128,8 @@ def main(argv=None) -> int:
     bench.add_argument("--quick", action="store_true", help="fewer presets and rounds (under 2 minutes on 2 cores)")
     bench.add_argument("--presets", nargs="+", metavar="NAME",
                        help="presets to run: flat-50m, gpt2-124m, llama-1b, resnet50, many-small-5000x1000, "
-                            "host-1000x16, or flat-<N> (default: all CPU presets but llama-1b)")
+                            "many-small-10000x4096, host-1000x16, flat-<N>, or flat-max (the largest that fits); "
+                            "default on a CPU: " + ", ".join(CPU_DEFAULT) + "; on a GPU: " + ", ".join(GPU_DEFAULT))
     bench.add_argument("--impls", nargs="+", metavar="NAME", help="implementations (default: all available here)")
     bench.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), default=["fp32"],
                        help="storage dtypes, each run on every preset (default fp32)")

@@ -17,3 +17,17 @@ def is_dense(t: torch.Tensor) -> bool:
             return False
         expected *= size
     return True
+
+
+def kernel_unsupported_reason(p: torch.Tensor, backend: str, devices: tuple[str, ...],
+                              dtypes: tuple[torch.dtype, ...]) -> str | None:
+    """Why a native kernel (which walks p, g, m, v as flat arrays of one dtype) cannot step `p`, or None."""
+    if p.device.type not in devices:
+        return f"it is on {p.device}, and the {backend} backend steps tensors on {' or '.join(devices)} here"
+    if p.dtype not in dtypes:
+        return f"its dtype {p.dtype} is not one of {', '.join(str(d).replace('torch.', '') for d in dtypes)}"
+    if type(p) not in (torch.Tensor, torch.nn.Parameter):
+        return f"it is a tensor subclass ({type(p).__name__})"
+    if not is_dense(p):
+        return "it is a view whose elements are not one dense block (e.g. a slice with a step)"
+    return None

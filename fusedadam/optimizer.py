@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .backends import BACKENDS, Runner, StepConfig, resolve
+from .backends.amp import AmpScaling
 from .profiling import profiler_range
 from .validation import check_grad, check_hyperparameters, check_param
 
@@ -50,9 +51,9 @@ class _GroupPlan:
         return (all(p.grad is None for p in self.without_grad)
                 and all(runner.gather_grads() for runner in self.runners))
 
-    def run(self, config: StepConfig) -> None:
+    def run(self, config: StepConfig, scaling: AmpScaling | None) -> None:
         for runner in self.runners:
-            runner.run(config)
+            runner.run(config, scaling)
 
 
 class FusedAdam(torch.optim.Optimizer):
@@ -66,7 +67,11 @@ class FusedAdam(torch.optim.Optimizer):
     foreach, fused: only passed on to torch's implementation when the "torch" backend steps a group; the
         native backends are always fused, multi-tensor kernels.
     differentiable=True is not supported (a clear error): the kernels work outside autograd.
+    GradScaler: the step unscales the gradients and skips on inf/NaN itself (torch.amp.GradScaler's
+        `_step_supports_amp_scaling` contract), inside the kernel on the device backends.
     """
+
+    _step_supports_amp_scaling = True
 
     def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, torch.Tensor]],
                  lr: float | torch.Tensor = 1e-3,
@@ -164,8 +169,9 @@ class FusedAdam(torch.optim.Optimizer):
         for index, group, partitions in rebuilds:
             self._plans[index] = self._build_plan(group, partitions)
         # 3. Run.
+        scaling = AmpScaling.of(self)
         for index, config in enumerate(configs):
-            self._plans[index].run(config)
+            self._plans[index].run(config, scaling)
         return loss
 
     def _partition(self, index: int, group: dict) -> list[_Partition]:

@@ -1,7 +1,7 @@
 """The test matrix, declared once: backends, dtypes, optimizer modes and shape classes.
 
-A backend joins every correctness test by being listed in BACKENDS; one whose kernel this version
-does not ship is left out, one that needs hardware missing here is skipped with the reason.
+A backend joins every correctness test by being listed in BACKEND_SPECS (with the storage dtypes it steps);
+one that needs hardware missing here (a CUDA GPU) is skipped with the reason.
 """
 from __future__ import annotations
 
@@ -14,10 +14,20 @@ from fusedadam.backends import BACKENDS as REGISTRY
 from fusedadam.reference import AdamConfig
 
 
+ALL_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     name: str
     device: str
+    dtypes: tuple = ALL_DTYPES  # the storage dtypes the backend steps (others are rejected, see test_errors)
+    # The Triton interpreter costs ~3 ms per chunk whatever its size, so a shape class of thousands of tensors
+    # is cut to its first `max_tensors` there: still several launches' worth for torch's fused kernel (36).
+    max_tensors: int | None = None
+
+    def fit(self, shapes: list) -> list:
+        return shapes if self.max_tensors is None else shapes[:self.max_tensors]
 
     def skip_reason(self) -> str | None:
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -29,16 +39,28 @@ class BackendSpec:
         return f"{self.name}-{self.device}"
 
 
-BACKEND_SPECS = [s for s in [
+BACKEND_SPECS = [
     BackendSpec("cpu", "cpu"),
     BackendSpec("torch", "cpu"),
+    # The Triton interpreter (TRITON_INTERPRET=1, set in conftest.py) runs the same kernel on the CPU.
+    BackendSpec("triton", "cpu", dtypes=(torch.float32, torch.float16, torch.bfloat16), max_tensors=100),
     BackendSpec("cuda", "cuda"),
-    BackendSpec("triton", "cuda"),
-] if REGISTRY[s.name].shipped]
+    BackendSpec("triton", "cuda", dtypes=(torch.float32, torch.float16, torch.bfloat16)),
+]
+
+
+def _marks(spec: BackendSpec):
+    return [pytest.mark.gpu] if spec.device == "cuda" else []
 
 
 def backend_params():
-    return [pytest.param(s, id=s.id, marks=[pytest.mark.gpu] if s.device == "cuda" else []) for s in BACKEND_SPECS]
+    return [pytest.param(s, id=s.id, marks=_marks(s)) for s in BACKEND_SPECS]
+
+
+def backend_dtype_params(dtypes: dict[str, torch.dtype]):
+    """(backend, dtype) pairs for every dtype of `dtypes` the backend steps."""
+    return [pytest.param(s, dtype, id=f"{s.id}-{name}", marks=_marks(s))
+            for s in BACKEND_SPECS for name, dtype in dtypes.items() if dtype in s.dtypes]
 
 
 def require(spec: BackendSpec) -> None:

@@ -9,16 +9,15 @@ import torch
 from harness import (assert_close_to_reference, make_problem, operand_scales, reference_tensors, run_fusedadam,
                      run_reference, run_torch, tensors_of)
 from fusedadam.reference import AdamConfig
-from specs import DTYPES, MODES, SHAPES, backend_params, require
+from specs import DTYPES, MODES, SHAPES, backend_dtype_params, backend_params, require
 
 
 @pytest.mark.parametrize("shapes", SHAPES.values(), ids=SHAPES.keys())
 @pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
-@pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend, dtype", backend_dtype_params(DTYPES))
 def test_matches_reference(backend, dtype, mode, shapes):
     require(backend)
-    problem = make_problem(shapes, dtype, backend.device)
+    problem = make_problem(backend.fit(shapes), dtype, backend.device)
     params, states = run_fusedadam(problem, mode, backend.name)
     reference = run_reference(problem, mode)
     baseline = None
@@ -34,8 +33,7 @@ def test_matches_reference(backend, dtype, mode, shapes):
             assert s[key].dtype == dtype and s[key].shape == p.shape
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend, dtype", backend_dtype_params({"fp32": torch.float32, "bf16": torch.bfloat16}))
 def test_lr_and_betas_as_tensors(backend, dtype):
     """lr and betas may be tensors (torch.optim.Adam allows it); their values are the tensors' values, so the
     reference runs with the float32-rounded numbers."""

@@ -41,7 +41,6 @@ def _assert_unchanged(opt, snapshot):
     ({"differentiable": True}, r"differentiable=True is not supported .* torch.optim.Adam\(differentiable=True\)"),
     ({"backend": "gpu"}, r"Unknown backend='gpu'; choose one of 'auto', 'cpu', 'cuda', 'triton', 'torch'"),
     ({"backend": "cuda"}, r"backend='cuda' cannot step parameter 0 of param group 0: .*backend='auto'"),
-    ({"backend": "triton"}, r"backend='triton' cannot step parameter 0 of param group 0"),
     ({"amsgrad": 1}, r"amsgrad must be True or False"),
 ])
 def test_bad_constructor_arguments(kwargs, match):
@@ -136,3 +135,16 @@ def test_mismatched_state_dict_is_refused_and_nothing_changes(mangle, match):
         opt.load_state_dict(bad)
     _assert_unchanged(opt, snapshot)
     opt.step()  # and it still works
+
+
+def test_triton_refuses_what_its_kernel_does_not_store():
+    with pytest.raises(ValueError, match=r"backend='triton' cannot step parameter 0 of param group 0: its dtype "
+                                         r"torch.float64 is not one of float32, float16, bfloat16"):
+        FusedAdam([torch.randn(3, dtype=torch.float64)], backend="triton")
+
+
+def test_triton_steps_cpu_tensors_only_in_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match=r"backend='triton' cannot step parameter 0 of param group 0: .*(no CUDA GPU"
+                                         r"|steps tensors on cuda)"):
+        FusedAdam(_params(), backend="triton")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import fusedadam
+from fusedadam import FusedAdam
 from fusedadam._native import native
 
 C = native()
@@ -68,6 +69,19 @@ def test_cuda_cubins_for_the_configured_archs_are_embedded():
 def test_cuda_entry_points_fail_clearly_without_a_gpu():
     with pytest.raises(RuntimeError, match=r"fusedadam: cudaGetDeviceCount failed: cuda\w+: .+|built without CUDA"):
         C.cuda_device_count()
+    with pytest.raises(RuntimeError, match=r"fusedadam: cuda\w+ failed: cuda\w+: .+|built without CUDA"):
+        C.adam_step_cuda(device=0, stream=0, table=0, num_tensors=0, num_chunks=0, chunk_size=64, dtype=0, steps=0,
+                         done_counter=0, lr=1e-3, lr_on_device=0, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0,
+                         weight_decay_mode=0, amsgrad=False, maximize=False, grad_scale=0, found_inf=0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a GPU")
+def test_the_cuda_backend_without_a_gpu_is_a_clear_error():
+    from fusedadam.backends import BACKENDS
+
+    assert "no CUDA GPU" in BACKENDS["cuda"].unavailable_reason() or not C.has_cuda
+    with pytest.raises(ValueError, match=r"backend='cuda' cannot step parameter 0 of param group 0: "):
+        FusedAdam([torch.randn(3)], backend="cuda")
 
 
 def test_bandwidth_probe_touches_exactly_its_arrays():

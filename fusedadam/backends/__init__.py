@@ -5,32 +5,15 @@ import torch
 
 from .base import Backend, Runner, StepConfig
 from .cpu import CpuBackend
+from .cuda import CudaBackend
 from .torch_fallback import TorchBackend
-
-
-class _NotYetBuilt:
-    """A backend named in the API whose kernel this version does not ship yet: asking for it is an error
-    that says so, never a silent fallback."""
-
-    shipped = False
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def unavailable_reason(self) -> str | None:
-        return f"this version of fusedadam has no {self.name} Adam kernel yet"
-
-    def unsupported_reason(self, p: torch.Tensor) -> str | None:
-        return self.unavailable_reason()
-
-    def make_runner(self, params, state_of, amsgrad):
-        raise RuntimeError(self.unavailable_reason())
+from .triton_backend import TritonBackend
 
 
 BACKENDS: dict[str, Backend] = {
     "cpu": CpuBackend(),
-    "cuda": _NotYetBuilt("cuda"),
-    "triton": _NotYetBuilt("triton"),
+    "cuda": CudaBackend(),
+    "triton": TritonBackend(),
     "torch": TorchBackend(),
 }
 

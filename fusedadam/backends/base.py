@@ -6,6 +6,8 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
+from .amp import AmpScaling
+
 
 @dataclass(frozen=True)
 class StepConfig:
@@ -37,13 +39,13 @@ class Runner(Protocol):
     def set_grads(self, grads: Sequence[torch.Tensor]) -> None:
         """Uses these (already validated) gradients for the next run instead of gathering."""
 
-    def run(self, config: StepConfig) -> None:
-        """One Adam step over every tensor of the runner."""
+    def run(self, config: StepConfig, scaling: AmpScaling | None = None) -> None:
+        """One Adam step over every tensor of the runner; with GradScaler's tensors (`scaling`), gradients are
+        unscaled first, and a step with found_inf set changes nothing."""
 
 
 class Backend(Protocol):
     name: str
-    shipped: bool  # False for a backend this version names but does not ship a kernel for
 
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run in this process, or None."""

@@ -7,11 +7,10 @@ import torch
 
 from .._native import load_error, native, try_native
 from ..profiling import profiler_range
-from ..layout import is_dense
+from ..layout import kernel_unsupported_reason
+from .amp import AmpScaling, unscale_on_host
 from .base import StateOf, StepConfig
-
-# Codes of csrc/tensor_table.h DType.
-DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+from .native_table import DTYPE_CODES, PartitionTable, gather_steps
 
 # How the native calls appear in a torch.profiler trace (python -m fusedadam profile reads these).
 GATHER_RANGE = "fusedadam::gather_grads"
@@ -28,87 +27,39 @@ def weight_decay_mode(config: StepConfig) -> int:
 
 
 class CpuRunner:
-    """Holds the native table of one partition: p, m, v, vmax and step addresses are fixed at build time;
-    each step only the gradients are gathered (in C++, with every check that can change between steps)."""
+    """One native call per step for the whole partition; the table is built once per plan."""
 
     def __init__(self, params: Sequence[torch.Tensor], state_of: StateOf, amsgrad: bool):
-        self._params = list(params)
-        states = [state_of(p) for p in self._params]
-        for p, s in zip(self._params, states):
-            _match_layout(p, s, amsgrad)
-        # All step counters of the partition in one float32 buffer, each state['step'] a 0-dim view of it:
-        # the kernel advances them all without a Python loop, and the state stays torch's format.
-        self._steps = torch.tensor([float(s["step"]) for s in states], dtype=torch.float32)
-        for i, s in enumerate(states):
-            s["step"] = self._steps[i]
-        base = self._steps.data_ptr()
-        dtype = self._params[0].dtype
-        self._table = native().TensorTable(
-            dtype=DTYPE_CODES[dtype],
-            numels=[p.numel() for p in self._params],
-            params=[p.data_ptr() for p in self._params],
-            exp_avgs=[s["exp_avg"].data_ptr() for s in states],
-            exp_avg_sqs=[s["exp_avg_sq"].data_ptr() for s in states],
-            max_exp_avg_sqs=[s["max_exp_avg_sq"].data_ptr() for s in states] if amsgrad else [],
-            steps=[base + 4 * i for i in range(len(states))],
-            param_objects=self._params,
-            param_strides=[p.stride() for p in self._params],
-            param_contiguous=[p.is_contiguous() for p in self._params],
-            torch_dtype=dtype,
-            strided_layout=torch.strided,
-            tensor_base=torch._C.TensorBase,
-        )
-        # Everything the table points to stays alive as long as the table: even if a user swaps a state
-        # tensor or a parameter's storage behind the optimizer's back, the kernel never writes freed memory.
-        self._pointees = [s[key] for s in states for key in _state_keys(amsgrad)]
-        self._pointees += [p.untyped_storage() for p in self._params]
-        self._grads: Sequence[torch.Tensor] = ()  # substituted gradients, see set_grads
+        states = [state_of(p) for p in params]
+        self._table = PartitionTable(params, states, amsgrad, gather_steps(states, torch.device("cpu")))
 
     def gather_grads(self) -> bool:
-        self._grads = ()
         with profiler_range(GATHER_RANGE):
-            return self._table.gather_grads() < 0
+            return self._table.gather_grads()
 
     def set_grads(self, grads: Sequence[torch.Tensor]) -> None:
-        grads = [g if g.stride() == p.stride() else torch.empty_like(p).copy_(g) for p, g in zip(self._params, grads)]
-        self._table.set_grads([g.data_ptr() for g in grads])
-        self._grads = grads
+        self._table.set_grads(grads)
 
-    def run(self, config: StepConfig) -> None:
+    def run(self, config: StepConfig, scaling: AmpScaling | None = None) -> None:
+        if scaling is not None and not unscale_on_host(self._table.grads(), scaling):
+            return
         with profiler_range(KERNEL_RANGE):
-            self._launch(config)
-
-    def _launch(self, config: StepConfig) -> None:
-        native().adam_step_cpu(
-            self._table,
-            float(config.lr),
-            float(config.beta1),
-            float(config.beta2),
-            config.eps,
-            config.weight_decay,
-            weight_decay_mode(config),
-            config.amsgrad,
-            config.maximize,
-            torch.get_num_threads(),
-        )
-
-
-def _state_keys(amsgrad: bool) -> tuple[str, ...]:
-    return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
-
-
-def _match_layout(p: torch.Tensor, state: dict, amsgrad: bool) -> None:
-    """Gives each state tensor the parameter's strides (a loaded checkpoint may hold contiguous copies of a
-    transposed parameter's state), keeping the values."""
-    for key in _state_keys(amsgrad):
-        value = state[key]
-        if value.stride() != p.stride():
-            state[key] = torch.empty_like(p).copy_(value)
+            native().adam_step_cpu(
+                self._table.native,
+                float(config.lr),
+                float(config.beta1),
+                float(config.beta2),
+                config.eps,
+                config.weight_decay,
+                weight_decay_mode(config),
+                config.amsgrad,
+                config.maximize,
+                torch.get_num_threads(),
+            )
 
 
 class CpuBackend:
     name = "cpu"
-    shipped = True
 
     def unavailable_reason(self) -> str | None:
         if try_native() is None:
@@ -116,15 +67,7 @@ class CpuBackend:
         return None
 
     def unsupported_reason(self, p: torch.Tensor) -> str | None:
-        if p.device.type != "cpu":
-            return f"it is on {p.device}, and the cpu backend only steps CPU tensors"
-        if p.dtype not in DTYPE_CODES:
-            return f"its dtype {p.dtype} is not one of float32, float64, float16, bfloat16"
-        if type(p) not in (torch.Tensor, torch.nn.Parameter):
-            return f"it is a tensor subclass ({type(p).__name__})"
-        if not is_dense(p):
-            return "it is a view whose elements are not one dense block (e.g. a slice with a step)"
-        return None
+        return kernel_unsupported_reason(p, self.name, ("cpu",), tuple(DTYPE_CODES))
 
     def make_runner(self, params, state_of: StateOf, amsgrad: bool) -> CpuRunner:
         return CpuRunner(params, state_of, amsgrad)

@@ -15,6 +15,7 @@ import torch
 from torch.optim.adam import adam as torch_functional_adam
 
 from ..layout import is_dense
+from .amp import AmpScaling, unscale_on_host
 from .base import StateOf, StepConfig
 
 
@@ -40,13 +41,24 @@ class TorchRunner:
     def set_grads(self, grads: Sequence[torch.Tensor]) -> None:
         self._grads = list(grads)
 
-    def run(self, config: StepConfig) -> None:
+    def run(self, config: StepConfig, scaling: AmpScaling | None = None) -> None:
         states = [self._state_of(p) for p in self._params]
         fused = config.fused
         if fused is None and config.foreach is None:
             fused = self._fused_by_default and all(
                 g.stride() == p.stride() and s["exp_avg"].stride() == p.stride()
                 for p, g, s in zip(self._params, self._grads, states))
+        grad_scale = found_inf = None
+        if scaling is not None:
+            if fused:  # torch's fused kernels take GradScaler's tensors themselves
+                scaling = scaling.on(self._params[0].device)
+                grad_scale, found_inf = scaling.grad_scale, scaling.found_inf
+                if found_inf is not None:
+                    # They skip only when found_inf == 1, but GradScaler sums its per-device flags.
+                    found_inf = (found_inf != 0).to(torch.float32)
+            elif not unscale_on_host(self._grads, scaling):
+                self._grads = []
+                return
         torch_functional_adam(
             self._params,
             self._grads,
@@ -67,6 +79,8 @@ class TorchRunner:
             weight_decay=config.weight_decay,
             eps=config.eps,
             maximize=config.maximize,
+            grad_scale=grad_scale,
+            found_inf=found_inf,
         )
         self._grads = []
 
@@ -81,7 +95,6 @@ def _fused_devices() -> set[str]:
 
 class TorchBackend:
     name = "torch"
-    shipped = True
 
     def unavailable_reason(self) -> str | None:
         return None

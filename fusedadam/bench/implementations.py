@@ -65,7 +65,7 @@ IMPLEMENTATIONS = {i.name: i for i in [
                    requires="deepspeed"),
     Implementation("apex-fusedadam", _peer("apex.optimizers", "FusedAdam", adam_w_mode=True), ("cuda",),
                    requires="apex"),
-] if i.backend is None or BACKENDS[i.backend].shipped}
+]}
 
 BASELINE = "torch-fused"
 

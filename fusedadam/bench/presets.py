@@ -82,8 +82,21 @@ PRESETS = {p.name: p for p in [
     Preset("llama-1b", _llama_1b(), "a Llama-style 1.2B model's 146 parameter tensors"),
     Preset("resnet50", _resnet50(), "ResNet-50's 161 parameter tensors (25.6M elements), many of them tiny"),
     Preset("many-small-5000x1000", ((1000,),) * 5000, "5000 tensors of 1000 elements: per-tensor overhead"),
+    Preset("many-small-10000x4096", ((4096,),) * 10000, "10000 tensors of 4096 elements: launches and tables"),
     Preset("host-1000x16", ((16,),) * 1000, "1000 tiny tensors: the step is almost all host time"),
 ]}
 
 CPU_DEFAULT = ("flat-50m", "gpt2-124m", "resnet50", "many-small-5000x1000", "host-1000x16")
 CPU_QUICK = ("flat-50m", "many-small-5000x1000", "host-1000x16")
+# flat-max: the largest flat tensor (up to 1B elements) whose arrays for every implementation fit in memory.
+GPU_DEFAULT = ("flat-max", "gpt2-124m", "llama-1b", "many-small-10000x4096", "host-1000x16")
+GPU_QUICK = ("flat-max", "gpt2-124m", "many-small-10000x4096")
+FLAT_MAX_LIMIT = 10**9
+
+
+def largest_flat(free_bytes: int, bytes_per_element: int) -> Preset:
+    """flat-max resolved: the largest tensor, rounded down to a multiple of 2^20 elements and at most
+    FLAT_MAX_LIMIT, for which `bytes_per_element` (every array the benchmark allocates per element) fits in
+    `free_bytes`."""
+    n = min(FLAT_MAX_LIMIT, free_bytes // max(1, bytes_per_element)) // 2**20 * 2**20
+    return Preset(f"flat-{n}", ((n,),), f"one tensor of {n:,} elements (the largest that fits): pure streaming")

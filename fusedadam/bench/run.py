@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import platform
 import statistics
 import subprocess
@@ -15,9 +16,10 @@ import torch
 from .. import __version__
 from .ceiling import BandwidthProbe
 from .implementations import BASELINE, IMPLEMENTATIONS
-from .presets import get as get_preset
+from .presets import get as get_preset, largest_flat
 
 CEILING = "ceiling (4R+3W probe)"
+MEMORY_FRACTION = 0.8  # of the free memory a preset may take
 ALLOCATING = ("torch-forloop", "torch-foreach")
 
 
@@ -79,13 +81,18 @@ def _percentile(values, q):
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def arrays_per_element(impl_names, amsgrad: bool) -> int:
+    """Arrays one benchmark allocates per parameter element: p, m, v (and vmax) per implementation, the
+    gradients (shared), the probe's four."""
+    return (4 if amsgrad else 3) * len(impl_names) + 1 + 4
+
+
 def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log, amsgrad=False,
                  on_round=lambda: None) -> list[Row]:
     itemsize = torch.empty((), dtype=dtype).element_size()
     state_bytes = preset.numel * itemsize
-    # p, m, v per implementation, gradients shared, plus the probe's four arrays.
-    needed = state_bytes * (3 * len(impl_names) + 1 + 4)
-    if needed > 0.8 * available_bytes(device):
+    needed = state_bytes * arrays_per_element(impl_names, amsgrad)
+    if needed > MEMORY_FRACTION * available_bytes(device):
         log(f"skipping {preset.name}: needs ~{needed / 2**30:.1f} GiB, {available_bytes(device) / 2**30:.1f} GiB free")
         return []
     gen = torch.Generator().manual_seed(0)
@@ -163,11 +170,21 @@ def versions() -> dict:
         pass
     if torch.version.cuda:
         info["cuda"] = torch.version.cuda
+    if torch.cuda.is_available():
+        from .._native import try_native
+        module = try_native()
+        if module is not None and module.has_cuda:
+            driver = module.cuda_driver_version()
+            info["cuda_driver"] = f"{driver // 1000}.{driver % 1000 // 10}"
+            info["fusedadam_cuda_archs"] = module.cuda_compiled_archs()
     return info
 
 
 def git_commit() -> str | None:
-    """The checkout's commit, with "-dirty" when the working tree differs from it; None outside a checkout."""
+    """The checkout's commit, with "-dirty" when the working tree differs from it; None outside a checkout.
+    FUSEDADAM_COMMIT names it where the tree travelled without its .git (bench/gpu_check.sh)."""
+    if os.environ.get("FUSEDADAM_COMMIT"):
+        return os.environ["FUSEDADAM_COMMIT"]
     here = Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here)
@@ -188,7 +205,13 @@ def run(preset_names, impl_names, dtypes, device, repeats, warmup, log=lambda m:
     for i, (name, dtype) in enumerate(jobs, 1):
         log(f"[{i}/{len(jobs)}] {name} {str(dtype).replace('torch.', '')}: {', '.join(impl_names)} + ceiling, "
             f"{repeats} rounds")
-        rows += bench_preset(get_preset(name), impl_names, dtype, device, repeats, warmup, log, amsgrad, on_round)
+        if name == "flat-max":
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            preset = largest_flat(int(MEMORY_FRACTION * available_bytes(device)),
+                                  itemsize * arrays_per_element(impl_names, amsgrad))
+        else:
+            preset = get_preset(name)
+        rows += bench_preset(preset, impl_names, dtype, device, repeats, warmup, log, amsgrad, on_round)
     # The headline ceiling is the streaming one: that of the preset moving the most bytes (a tiny preset's
     # probe runs from cache and says nothing about memory).
     largest = max((r for r in rows if r.impl == CEILING), key=lambda r: r.numel * r.bytes_per_param, default=None)

@@ -1,0 +1,69 @@
+"""The `cuda` backend: the native multi-tensor CUDA kernel (csrc/cuda), one launch per partition per step on
+torch's current stream, over the launch table that the device runner keeps in device memory."""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .._native import load_error, native, try_native
+from .base import StateOf
+from ..layout import kernel_unsupported_reason
+from .device import DeviceRunner, Launch
+from .native_table import DTYPE_CODES
+
+CHUNK_SIZE = 16384  # elements per chunk row: a few 16-byte accesses per thread of a 256-thread block
+CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _pointer(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def _launch(launch: Launch) -> None:
+    device = launch.table.device
+    native().adam_step_cuda(
+        device=device.index, stream=torch.cuda.current_stream(device).cuda_stream, table=launch.table.data_ptr(),
+        num_tensors=launch.num_tensors, num_chunks=launch.num_chunks, chunk_size=launch.chunk_size,
+        dtype=DTYPE_CODES[launch.dtype], steps=launch.steps.data_ptr(), done_counter=launch.done_counter.data_ptr(),
+        lr=launch.lr, lr_on_device=_pointer(launch.lr_tensor), beta1=launch.beta1, beta2=launch.beta2,
+        eps=launch.eps, weight_decay=launch.weight_decay, weight_decay_mode=launch.weight_decay_mode,
+        amsgrad=launch.amsgrad, maximize=launch.maximize, grad_scale=_pointer(launch.grad_scale),
+        found_inf=_pointer(launch.found_inf))
+
+
+@functools.lru_cache(maxsize=None)
+def _missing_kernel_reason(index: int) -> str | None:
+    """Why the module has no kernel this GPU can run (no cubin for its arch, no PTX it can JIT), or None."""
+    major, minor = torch.cuda.get_device_capability(index)
+    capability = major * 10 + minor
+    compiled = native().cuda_compiled_archs().split()
+    cubins = {int(a[3:]) for a in compiled if a.startswith("sm_")}
+    ptx = {int(a[8:]) for a in compiled if a.startswith("compute_")}
+    if capability in cubins or any(p <= capability for p in ptx):
+        return None
+    return (f"fusedadam was built for {' '.join(compiled)}, not for this GPU (sm_{capability}); rebuild with "
+            f"FUSEDADAM_CUDA_ARCHS={major}{minor}")
+
+
+class CudaBackend:
+    name = "cuda"
+
+    def unavailable_reason(self) -> str | None:
+        module = try_native()
+        if module is None:
+            return f"the native module fusedadam._C is not built ({load_error()!r})"
+        if not module.has_cuda:
+            return "fusedadam was built without CUDA (nvcc was not found or FUSEDADAM_NO_CUDA=1)"
+        if not torch.cuda.is_available():
+            return "torch sees no CUDA GPU"
+        return None
+
+    def unsupported_reason(self, p: torch.Tensor) -> str | None:
+        reason = kernel_unsupported_reason(p, self.name, ("cuda",), CUDA_DTYPES)
+        if reason is None:
+            reason = _missing_kernel_reason(p.device.index if p.device.index is not None else 0)
+        return reason
+
+    def make_runner(self, params, state_of: StateOf, amsgrad: bool) -> DeviceRunner:
+        return DeviceRunner(params, state_of, amsgrad, _launch, CHUNK_SIZE)

@@ -1,0 +1,79 @@
+"""The native TensorTable of one partition, as the cpu and device backends build it."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .._native import native
+
+# Codes of csrc/tensor_table.h DType.
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+
+
+def state_keys(amsgrad: bool) -> tuple[str, ...]:
+    return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
+
+
+def match_layout(p: torch.Tensor, state: dict, amsgrad: bool) -> None:
+    """Gives each state tensor the parameter's strides (a loaded checkpoint may hold contiguous copies of a
+    transposed parameter's state), keeping the values."""
+    for key in state_keys(amsgrad):
+        value = state[key]
+        if value.stride() != p.stride():
+            state[key] = torch.empty_like(p).copy_(value)
+
+
+def gather_steps(states: Sequence[dict], device: torch.device) -> torch.Tensor:
+    """All step counters of a partition in one float32 buffer on `device`, each state["step"] becoming a 0-dim
+    view of it: a kernel advances them all at once, and the state keeps torch's format."""
+    steps = torch.stack([s["step"].detach().reshape(()).to(device, torch.float32) for s in states])
+    for i, s in enumerate(states):
+        s["step"] = steps[i]
+    return steps
+
+
+class PartitionTable:
+    """A partition's native table: p, m, v, vmax and step addresses fixed at build time; each step only the
+    gradients are gathered (in C++, with every check that can change between steps). Everything the table
+    points to stays alive with it: even if a user swaps a state tensor or a parameter's storage behind the
+    optimizer's back, no kernel writes freed memory."""
+
+    def __init__(self, params: Sequence[torch.Tensor], states: Sequence[dict], amsgrad: bool, steps: torch.Tensor):
+        self.params = list(params)
+        for p, s in zip(self.params, states):
+            match_layout(p, s, amsgrad)
+        dtype = self.params[0].dtype
+        self.native = native().TensorTable(
+            dtype=DTYPE_CODES[dtype],
+            numels=[p.numel() for p in self.params],
+            params=[p.data_ptr() for p in self.params],
+            exp_avgs=[s["exp_avg"].data_ptr() for s in states],
+            exp_avg_sqs=[s["exp_avg_sq"].data_ptr() for s in states],
+            max_exp_avg_sqs=[s["max_exp_avg_sq"].data_ptr() for s in states] if amsgrad else [],
+            steps=[steps.data_ptr() + 4 * i for i in range(len(states))],
+            param_objects=self.params,
+            param_strides=[p.stride() for p in self.params],
+            param_contiguous=[p.is_contiguous() for p in self.params],
+            torch_dtype=dtype,
+            strided_layout=torch.strided,
+            tensor_base=torch._C.TensorBase,
+        )
+        self._pointees = [s[key] for s in states for key in state_keys(amsgrad)]
+        self._pointees += [p.untyped_storage() for p in self.params] + [steps]
+        self._substituted: Sequence[torch.Tensor] = ()
+
+    def gather_grads(self) -> bool:
+        self._substituted = ()
+        return self.native.gather_grads() < 0
+
+    def set_grads(self, grads: Sequence[torch.Tensor]) -> None:
+        """Uses these gradients (a gradient laid out unlike its parameter is copied into the parameter's
+        layout first) and keeps them alive until the next gather."""
+        grads = [g if g.stride() == p.stride() else torch.empty_like(p).copy_(g) for p, g in zip(self.params, grads)]
+        self.native.set_grads([g.data_ptr() for g in grads])
+        self._substituted = grads
+
+    def grads(self) -> list[torch.Tensor]:
+        """This step's gradient tensors (for host-side GradScaler handling)."""
+        return list(self._substituted) if self._substituted else [p.grad for p in self.params]

@@ -1,0 +1,217 @@
+"""One Triton launch steps every tensor of a (device, dtype) partition, walking the launch table of
+csrc/launch_table.h with a persistent grid; the per-element math is adam_math.adam_update.
+
+Per chunk a program reads the tensor's row (addresses cast with tl.pointer_type), computes the bias
+corrections in fp64 from the tensor's step counter, and updates the chunk in BLOCK-sized pieces: full pieces
+without a mask (so the compiler can use 16-byte accesses when every address is aligned), then one masked
+tail. The last program to finish increments every step counter (one launch, no race: every other program
+has read its counters before it signals completion); with found_inf set nothing at all is written."""
+from __future__ import annotations
+
+import math
+
+import numpy
+import torch
+import triton
+import triton.language as tl
+
+from .._native import native
+from .adam_math import adam_update
+from .interpreter import interpreting
+
+_LAYOUT = native().launch_table
+TENSOR_COLUMNS = tl.constexpr(_LAYOUT.TENSOR_COLUMNS)
+PARAM = tl.constexpr(_LAYOUT.PARAM)
+GRAD = tl.constexpr(_LAYOUT.GRAD)
+EXP_AVG = tl.constexpr(_LAYOUT.EXP_AVG)
+EXP_AVG_SQ = tl.constexpr(_LAYOUT.EXP_AVG_SQ)
+MAX_EXP_AVG_SQ = tl.constexpr(_LAYOUT.MAX_EXP_AVG_SQ)
+NUMEL = tl.constexpr(_LAYOUT.NUMEL)
+CHUNK_COLUMNS = tl.constexpr(_LAYOUT.CHUNK_COLUMNS)
+TENSOR_INDEX = tl.constexpr(_LAYOUT.TENSOR_INDEX)
+FIRST_ELEMENT = tl.constexpr(_LAYOUT.FIRST_ELEMENT)
+
+
+# The interpreter's own bf16 conversions are wrong (loads garble subnormals, stores truncate), so there
+# bf16 arrays are passed as uint16 and converted here, on the bits. Compiled kernels never take this path.
+@triton.jit
+def bf16_bits_to_fp32(p, g, m, v, vmax):
+    p = (p.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    g = (g.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    m = (m.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    v = (v.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    vmax = (vmax.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    return p, g, m, v, vmax
+
+
+@triton.jit
+def fp32_to_bf16_bits(x):
+    """Round to nearest, ties to even; a NaN stays a (quiet) NaN."""
+    bits = x.to(tl.uint32, bitcast=True)
+    rounded = (bits + (0x7FFF + ((bits >> 16) & 1))) >> 16
+    return tl.where(x != x, (bits >> 16) | 0x0040, rounded).to(tl.uint16)
+
+
+@triton.jit
+def adam_piece(offsets, mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, grad_scale,
+               beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay, decay_factor, step_size,
+               bias_correction2_sqrt,
+               STORAGE: tl.constexpr, WEIGHT_DECAY: tl.constexpr, AMSGRAD: tl.constexpr, MAXIMIZE: tl.constexpr,
+               GRAD_SCALE: tl.constexpr, BF16_AS_BITS: tl.constexpr):
+    """Loads one piece of a chunk, updates it in fp32, stores it in the storage dtype. (Helpers are called
+    only where needed: the interpreter pays ~0.5 ms per call of a jit function, the compiler nothing.)"""
+    p = tl.load(param + offsets, mask=mask)
+    g = tl.load(grad + offsets, mask=mask)
+    m = tl.load(exp_avg + offsets, mask=mask)
+    v = tl.load(exp_avg_sq + offsets, mask=mask)
+    vmax = v
+    if AMSGRAD:
+        vmax = tl.load(max_exp_avg_sq + offsets, mask=mask)
+    if BF16_AS_BITS:
+        p, g, m, v, vmax = bf16_bits_to_fp32(p, g, m, v, vmax)
+    p, g, m, v, vmax = p.to(tl.float32), g.to(tl.float32), m.to(tl.float32), v.to(tl.float32), vmax.to(tl.float32)
+    if GRAD_SCALE:
+        # GradScaler's contract (as torch's fused kernels): the step uses the unscaled fp32 gradient, and the
+        # unscaled gradient is written back.
+        g = tl.div_rn(g, grad_scale)
+    unscaled_grad = g
+    p, m, v, vmax = adam_update(p, g, m, v, vmax, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
+                                weight_decay, decay_factor, step_size, bias_correction2_sqrt,
+                                WEIGHT_DECAY, AMSGRAD, MAXIMIZE)
+    if BF16_AS_BITS:
+        p, m, v = fp32_to_bf16_bits(p), fp32_to_bf16_bits(m), fp32_to_bf16_bits(v)
+        if AMSGRAD:
+            vmax = fp32_to_bf16_bits(vmax)
+        if GRAD_SCALE:
+            unscaled_grad = fp32_to_bf16_bits(unscaled_grad)
+    if GRAD_SCALE:
+        tl.store(grad + offsets, unscaled_grad.to(STORAGE), mask=mask)
+    tl.store(param + offsets, p.to(STORAGE), mask=mask)
+    tl.store(exp_avg + offsets, m.to(STORAGE), mask=mask)
+    tl.store(exp_avg_sq + offsets, v.to(STORAGE), mask=mask)
+    if AMSGRAD:
+        tl.store(max_exp_avg_sq + offsets, vmax.to(STORAGE), mask=mask)
+
+
+@triton.jit
+def two_floats_as_double(hi, lo):
+    return tl.cast(hi, tl.float64) + tl.cast(lo, tl.float64)
+
+
+@triton.jit(do_not_specialize=["num_tensors", "num_chunks"])
+def multi_tensor_adam_kernel(
+        table, num_tensors, num_chunks, steps, done_counter,
+        lr_hi, lr_lo, lr_pointer, beta1, beta2, one_minus_beta1, one_minus_beta2,
+        log2_beta1_hi, log2_beta1_lo, log2_beta2_hi, log2_beta2_lo, eps, weight_decay_hi, weight_decay_lo,
+        grad_scale, found_inf,
+        STORAGE: tl.constexpr, CHUNK_SIZE: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
+        WEIGHT_DECAY: tl.constexpr, AMSGRAD: tl.constexpr, MAXIMIZE: tl.constexpr, LR_ON_DEVICE: tl.constexpr,
+        GRAD_SCALE: tl.constexpr, FOUND_INF: tl.constexpr, BF16_AS_BITS: tl.constexpr):
+    program = tl.program_id(0)
+    programs = tl.num_programs(0)
+    skip = False
+    if FOUND_INF:
+        skip = tl.load(found_inf) != 0  # GradScaler found inf/NaN: the whole step, counters included, is skipped
+    if not skip:
+        if LR_ON_DEVICE:
+            lr = tl.load(lr_pointer).to(tl.float64)
+        else:
+            lr = two_floats_as_double(lr_hi, lr_lo)
+        log2_beta1 = two_floats_as_double(log2_beta1_hi, log2_beta1_lo)
+        log2_beta2 = two_floats_as_double(log2_beta2_hi, log2_beta2_lo)
+        weight_decay64 = two_floats_as_double(weight_decay_hi, weight_decay_lo)
+        weight_decay = weight_decay64.to(tl.float32)
+        decay_factor = (1.0 - lr * weight_decay64).to(tl.float32)
+        scale = 1.0
+        if GRAD_SCALE:
+            scale = tl.load(grad_scale).to(tl.float32)
+        chunk_rows = table + tl.cast(num_tensors, tl.int64) * TENSOR_COLUMNS
+        for chunk in range(program, num_chunks, programs):
+            chunk_row = chunk_rows + tl.cast(chunk, tl.int64) * CHUNK_COLUMNS
+            tensor = tl.load(chunk_row + TENSOR_INDEX)
+            first = tl.multiple_of(tl.load(chunk_row + FIRST_ELEMENT), 64)
+            row = table + tensor * TENSOR_COLUMNS
+            numel = tl.load(row + NUMEL)
+            param = tl.load(row + PARAM).to(tl.pointer_type(STORAGE))
+            grad = tl.load(row + GRAD).to(tl.pointer_type(STORAGE))
+            exp_avg = tl.load(row + EXP_AVG).to(tl.pointer_type(STORAGE))
+            exp_avg_sq = tl.load(row + EXP_AVG_SQ).to(tl.pointer_type(STORAGE))
+            max_exp_avg_sq = exp_avg_sq
+            if AMSGRAD:
+                max_exp_avg_sq = tl.load(row + MAX_EXP_AVG_SQ).to(tl.pointer_type(STORAGE))
+            if ALIGNED:
+                param = tl.multiple_of(param, 16)
+                grad = tl.multiple_of(grad, 16)
+                exp_avg = tl.multiple_of(exp_avg, 16)
+                exp_avg_sq = tl.multiple_of(exp_avg_sq, 16)
+                max_exp_avg_sq = tl.multiple_of(max_exp_avg_sq, 16)
+
+            # This step's constants, once per chunk, in fp64 as the host computes them for the CPU kernel.
+            step = (tl.load(steps + tensor) + 1.0).to(tl.float64)  # the counter is fp32, as torch keeps it
+            bias_correction1 = 1.0 - tl.exp2(step * log2_beta1)
+            bias_correction2 = 1.0 - tl.exp2(step * log2_beta2)
+            step_size = (lr / bias_correction1).to(tl.float32)
+            bias_correction2_sqrt = tl.sqrt(bias_correction2).to(tl.float32)  # fp64 sqrt is IEEE-rounded
+
+            end = tl.minimum(first + CHUNK_SIZE, numel)
+            body_end = first + (end - first) // BLOCK * BLOCK
+            for start in range(first, body_end, BLOCK):
+                offsets = tl.multiple_of(start, BLOCK) + tl.arange(0, BLOCK)
+                adam_piece(offsets, None, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scale,
+                           beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay, decay_factor,
+                           step_size, bias_correction2_sqrt,
+                           STORAGE, WEIGHT_DECAY, AMSGRAD, MAXIMIZE, GRAD_SCALE, BF16_AS_BITS)
+            if body_end < end:
+                offsets = body_end + tl.arange(0, BLOCK)
+                adam_piece(offsets, offsets < end, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                           scale, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay,
+                           decay_factor, step_size, bias_correction2_sqrt,
+                           STORAGE, WEIGHT_DECAY, AMSGRAD, MAXIMIZE, GRAD_SCALE, BF16_AS_BITS)
+
+        # acq_rel: this program's reads of the counters happen before it signals; the last one increments.
+        finished_before = tl.atomic_add(done_counter, 1, sem="acq_rel")
+        if finished_before == programs - 1:
+            for first_tensor in range(0, num_tensors, BLOCK):
+                index = first_tensor + tl.arange(0, BLOCK)
+                in_range = index < num_tensors
+                tl.store(steps + index, tl.load(steps + index, mask=in_range) + 1.0, mask=in_range)
+            tl.store(done_counter, 0)  # ready for the next launch (and for CUDA graph replay)
+
+
+def fp32(x: float) -> float:
+    """x rounded to fp32, as the C++ kernels round the host's double-precision constants."""
+    return float(numpy.float32(x))
+
+
+def split_double(x: float) -> tuple[float, float]:
+    """x as hi + lo, both fp32: Triton passes Python floats as fp32, and the bias corrections need more
+    (1 - beta2 at step 1 would keep only ~4 significant digits)."""
+    hi = fp32(x)
+    lo = 0.0 if math.isinf(hi) else fp32(x - hi)
+    return hi, lo
+
+
+STORAGE_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+
+
+def launch_multi_tensor_adam(launch, block: int, programs: int, num_warps: int = 4) -> None:
+    """Queues one step of every tensor of `launch` (a fusedadam.backends.device.Launch) on the current
+    stream, with `programs` persistent programs walking its chunks in pieces of `block` elements."""
+    lr_hi, lr_lo = split_double(launch.lr) if launch.lr_tensor is None else (0.0, 0.0)
+    log2_beta1 = split_double(math.log2(launch.beta1) if launch.beta1 > 0 else -math.inf)
+    log2_beta2 = split_double(math.log2(launch.beta2) if launch.beta2 > 0 else -math.inf)
+    bf16_as_bits = launch.dtype == torch.bfloat16 and interpreting()
+    storage = tl.uint16 if bf16_as_bits else STORAGE_TYPES[launch.dtype]
+    unused = launch.steps  # a valid pointer for the tensor arguments a mode does not read
+    multi_tensor_adam_kernel[(max(1, programs),)](
+        launch.table, launch.num_tensors, launch.num_chunks, launch.steps, launch.done_counter,
+        lr_hi, lr_lo, launch.lr_tensor if launch.lr_tensor is not None else unused,
+        fp32(launch.beta1), fp32(launch.beta2), fp32(1.0 - launch.beta1), fp32(1.0 - launch.beta2),
+        *log2_beta1, *log2_beta2, fp32(launch.eps), *split_double(launch.weight_decay),
+        launch.grad_scale if launch.grad_scale is not None else unused,
+        launch.found_inf if launch.found_inf is not None else unused,
+        STORAGE=storage, CHUNK_SIZE=launch.chunk_size, BLOCK=block, ALIGNED=launch.aligned16,
+        WEIGHT_DECAY=launch.weight_decay_mode, AMSGRAD=launch.amsgrad, MAXIMIZE=launch.maximize,
+        LR_ON_DEVICE=launch.lr_tensor is not None, GRAD_SCALE=launch.grad_scale is not None,
+        FOUND_INF=launch.found_inf is not None, BF16_AS_BITS=bf16_as_bits,
+        num_warps=num_warps, enable_fp_fusion=True)  # contraction into FMA, as the C++ kernels compile

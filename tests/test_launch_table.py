@@ -1,0 +1,90 @@
+"""The launch table (csrc/launch_table.h) that the cuda and triton kernels walk: its rows name every tensor's
+arrays and numel, its chunk rows cover every element exactly once, and it is rewritten only when a gradient
+moves."""
+import torch
+
+import fusedadam._C as C
+from fusedadam import FusedAdam
+from fusedadam.backends.native_table import PartitionTable, gather_steps
+
+LAYOUT = C.launch_table
+
+
+def _table(shapes, amsgrad=False):
+    params = [torch.randn(s) for s in shapes]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    states = [{"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p),
+               **({"max_exp_avg_sq": torch.zeros_like(p)} if amsgrad else {})} for p in params]
+    table = PartitionTable(params, states, amsgrad, gather_steps(states, torch.device("cpu")))
+    assert table.gather_grads()
+    return params, states, table
+
+
+def _write(table, chunk_size):
+    words = table.native.launch_table_words(chunk_size)
+    buffer = torch.full((words,), -7, dtype=torch.int64)
+    num_chunks, aligned = table.native.write_launch_table(buffer.data_ptr(), words, chunk_size)
+    return buffer, num_chunks, aligned
+
+
+def test_tensor_rows_hold_every_address_and_numel():
+    params, states, table = _table([(130,), (0,), (3, 5)], amsgrad=True)
+    buffer, _, _ = _write(table, 64)
+    rows = buffer[:len(params) * LAYOUT.TENSOR_COLUMNS].view(len(params), LAYOUT.TENSOR_COLUMNS)
+    for row, p, s in zip(rows.tolist(), params, states):
+        assert row[LAYOUT.PARAM] == p.data_ptr() and row[LAYOUT.GRAD] == p.grad.data_ptr()
+        assert row[LAYOUT.EXP_AVG] == s["exp_avg"].data_ptr()
+        assert row[LAYOUT.EXP_AVG_SQ] == s["exp_avg_sq"].data_ptr()
+        assert row[LAYOUT.MAX_EXP_AVG_SQ] == s["max_exp_avg_sq"].data_ptr()
+        assert row[LAYOUT.NUMEL] == p.numel()
+
+
+def test_chunk_rows_cover_every_element_once():
+    shapes = [(130,), (0,), (64,), (1,), (3, 50)]
+    params, _, table = _table(shapes)
+    buffer, num_chunks, _ = _write(table, 64)
+    chunks = buffer[len(params) * LAYOUT.TENSOR_COLUMNS:].view(-1, LAYOUT.CHUNK_COLUMNS)
+    assert len(chunks) == num_chunks == 3 + 0 + 1 + 1 + 3
+    covered = [torch.zeros(p.numel(), dtype=torch.int32) for p in params]
+    for tensor, first in chunks[:, [LAYOUT.TENSOR_INDEX, LAYOUT.FIRST_ELEMENT]].tolist():
+        assert first % 64 == 0
+        covered[tensor][first:first + 64] += 1
+    assert all(bool((c == 1).all()) for c in covered)
+
+
+def test_alignment_is_reported():
+    storage = torch.randn(1000)
+    p = storage[1:101]  # 4 bytes past a 16-byte boundary
+    p.grad = torch.randn(100)
+    states = [{"step": torch.tensor(0.0), "exp_avg": torch.zeros(100), "exp_avg_sq": torch.zeros(100)}]
+    table = PartitionTable([p], states, False, gather_steps(states, torch.device("cpu")))
+    assert table.gather_grads()
+    assert _write(table, 64)[2] is False
+    assert _write(_table([(100,)])[2], 64)[2] is True
+
+
+def test_grad_version_changes_only_when_a_gradient_moves():
+    params, _, table = _table([(10,), (20,)])
+    version = table.native.grad_version
+    assert table.gather_grads() and table.native.grad_version == version  # same gradients
+    params[1].grad = params[1].grad.clone()
+    assert table.gather_grads() and table.native.grad_version == version + 1
+
+
+def test_a_device_backend_steps_many_tensors_in_one_launch(monkeypatch):
+    """Every chunk of every tensor goes through one kernel launch per step (the triton backend in the
+    interpreter; the same table feeds the CUDA kernel)."""
+    from fusedadam.triton_kernels import multi_tensor_adam
+
+    launches = []
+    real = multi_tensor_adam.launch_multi_tensor_adam
+    monkeypatch.setattr(multi_tensor_adam, "launch_multi_tensor_adam",
+                        lambda **kw: launches.append(kw["launch"].num_chunks) or real(**kw))
+    params = [torch.randn(n) for n in (40_000, 3, 17, 1)]
+    optimizer = FusedAdam(params, backend="triton")
+    for p in params:
+        p.grad = torch.randn_like(p)
+    optimizer.step()
+    optimizer.step()
+    assert launches == [3 + 1 + 1 + 1] * 2
