@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from .backends import BACKENDS, Runner, StepConfig, resolve
+from .backends import Runner, StepConfig, local_shard, make_runner, resolve
 from .backends.amp import AmpScaling
 from .profiling import profiler_range
 from .validation import check_grad, check_hyperparameters, check_param
@@ -28,6 +28,7 @@ class _Partition:
     """Parameters of one group that share a backend, device and dtype, with this step's gradients."""
 
     backend: str
+    sharded: bool  # DTensor parameters, stepped on their local shards
     params: list[torch.Tensor] = field(default_factory=list)
     grads: list[torch.Tensor] = field(default_factory=list)
 
@@ -184,7 +185,8 @@ class FusedAdam(torch.optim.Optimizer):
             where = f"parameter {i}{f' ({names[i]!r})' if names else ''} of param group {index}"
             check_grad(p, grad, where)
             backend = resolve(group["backend"], p, where)
-            part = partitions.setdefault((backend, p.device, p.dtype), _Partition(backend))
+            sharded = backend != "torch" and local_shard(p) is not None
+            part = partitions.setdefault((backend, sharded, p.device, p.dtype), _Partition(backend, sharded))
             part.params.append(p)
             part.grads.append(grad)
         return list(partitions.values())
@@ -194,7 +196,7 @@ class FusedAdam(torch.optim.Optimizer):
         for part in partitions:
             for p in part.params:
                 self._init_state(p, group)
-            runner = BACKENDS[part.backend].make_runner(part.params, self.state.__getitem__, group["amsgrad"])
+            runner = make_runner(part.backend, part.params, self.state.__getitem__, group["amsgrad"], part.sharded)
             runner.set_grads(part.grads)
             runners.append(runner)
         return _GroupPlan(params_list=group["params"], num_params=len(group["params"]), amsgrad=group["amsgrad"],

@@ -98,3 +98,49 @@ def test_cuda_graph_capture_and_replay_matches_eager_torch(backend):
     for p, r in zip(params, reference):
         torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
         assert optimizer.state[p]["step"].device.type == "cuda" and optimizer.state[p]["step"].item() == 6
+
+
+@pytest.mark.parametrize("backend", DEVICE_BACKENDS)
+def test_checkpoints_move_between_gpu_and_cpu(backend):
+    """A GPU checkpoint loads on the CPU (map_location) and continues like the GPU run; a CPU checkpoint of
+    torch.optim.Adam loads into a GPU FusedAdam. `step` goes where torch's load_state_dict puts it, and the
+    device backends keep it on the GPU from the next step on."""
+    import io
+
+    torch.manual_seed(0)
+    shapes = [(300,), (7, 9)]
+    grads = [[torch.randn(s) for s in shapes] for _ in range(4)]
+
+    def steps(optimizer, params, which):
+        for step in which:
+            for p, g in zip(params, grads[step]):
+                p.grad = g.to(p.device)
+            optimizer.step()
+
+    gpu_params = [torch.randn(s, device="cuda") for s in shapes]
+    cpu_params = [p.cpu() for p in gpu_params]
+    gpu_optimizer = FusedAdam(gpu_params, lr=1e-2, backend=backend)
+    steps(gpu_optimizer, gpu_params, range(2))
+    buffer = io.BytesIO()
+    torch.save(gpu_optimizer.state_dict(), buffer)
+    buffer.seek(0)
+    cpu_params = [p.detach().cpu().clone() for p in gpu_params]
+    cpu_optimizer = FusedAdam(cpu_params, lr=1e-2, backend="cpu")
+    cpu_optimizer.load_state_dict(torch.load(buffer, map_location="cpu"))
+    steps(gpu_optimizer, gpu_params, range(2, 4))
+    steps(cpu_optimizer, cpu_params, range(2, 4))
+    for g, c in zip(gpu_params, cpu_params):
+        torch.testing.assert_close(g.cpu(), c, rtol=1e-5, atol=1e-7)
+    assert all(cpu_optimizer.state[p]["step"].item() == 4 for p in cpu_params)
+
+    reference = [torch.randn(s) for s in shapes]
+    torch_optimizer = torch.optim.Adam(reference, lr=1e-2)
+    steps(torch_optimizer, reference, range(2))
+    moved = [p.detach().cuda() for p in reference]
+    gpu_optimizer = FusedAdam(moved, lr=1e-2, backend=backend)
+    gpu_optimizer.load_state_dict(torch_optimizer.state_dict())
+    steps(torch_optimizer, reference, range(2, 4))
+    steps(gpu_optimizer, moved, range(2, 4))
+    for m, r in zip(moved, reference):
+        torch.testing.assert_close(m.cpu(), r, rtol=1e-5, atol=1e-7)
+        assert gpu_optimizer.state[m]["step"].device.type == "cuda"

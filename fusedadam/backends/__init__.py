@@ -6,6 +6,7 @@ import torch
 from .base import Backend, Runner, StepConfig
 from .cpu import CpuBackend
 from .cuda import CudaBackend
+from .local_shards import LocalShardRunner, local_shard
 from .torch_fallback import TorchBackend
 from .triton_backend import TritonBackend
 
@@ -22,7 +23,11 @@ AUTO_ORDER = {"cpu": ("cpu",), "cuda": ("cuda", "triton")}
 
 
 def resolve(requested: str, p: torch.Tensor, where: str) -> str:
-    """The backend that steps `p`: the requested one (or an error saying why it cannot), or auto's pick."""
+    """The backend that steps `p`: the requested one (or an error saying why it cannot), or auto's pick. A
+    DTensor is judged by its local shard, which is what a native backend steps (local_shards.py)."""
+    local = local_shard(p)
+    if local is not None:
+        p = local
     if requested != "auto":
         backend = BACKENDS[requested]
         reason = backend.unavailable_reason() or backend.unsupported_reason(p)
@@ -37,4 +42,11 @@ def resolve(requested: str, p: torch.Tensor, where: str) -> str:
     return "torch"
 
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "Runner", "StepConfig", "resolve"]
+def make_runner(name: str, params, state_of, amsgrad: bool, sharded: bool) -> Runner:
+    """The runner of one partition; `sharded` when its parameters are DTensors stepped on their local shards."""
+    if sharded:
+        return LocalShardRunner(BACKENDS[name], params, state_of, amsgrad)
+    return BACKENDS[name].make_runner(params, state_of, amsgrad)
+
+
+__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "Runner", "StepConfig", "local_shard", "make_runner", "resolve"]
