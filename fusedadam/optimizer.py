@@ -158,6 +158,9 @@ class FusedAdam(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if torch.compiler.is_compiling():
+            self._step_in_graph()
+            return loss
 
         # 1. Check everything; no state is created or changed until every group has passed.
         configs, rebuilds = [], []
@@ -174,6 +177,32 @@ class FusedAdam(torch.optim.Optimizer):
         for index, config in enumerate(configs):
             self._plans[index].run(config, scaling)
         return loss
+
+    def _step_in_graph(self) -> None:
+        """The step as torch.compile traces it: no cached native tables (dynamo cannot trace them), one
+        `fusedadam::adam_step_` custom op per partition instead (custom_op.py). What changes every step does
+        not recompile: the counters are tensors, and dynamo makes a float lr that changes dynamic (a tensor lr
+        is also fine). DTensor partitions go to the torch backend here."""
+        from .custom_op import adam_step_
+
+        scaling = AmpScaling.of(self)
+        grad_scale, found_inf = (scaling.grad_scale, scaling.found_inf) if scaling else (None, None)
+        partitions = [(group, self._partition(index, group)) for index, group in enumerate(self.param_groups)]
+        for group, parts in partitions:
+            lr = group["lr"] if isinstance(group["lr"], torch.Tensor) else torch.tensor(group["lr"])
+            beta1, beta2 = group["betas"]
+            for part in parts:
+                for p in part.params:
+                    self._init_state(p, group)
+                states = [self.state[p] for p in part.params]
+                adam_step_(part.params, part.grads, [s["exp_avg"] for s in states],
+                           [s["exp_avg_sq"] for s in states],
+                           [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+                           [s["step"] for s in states], lr, float(beta1), float(beta2), float(group["eps"]),
+                           float(group["weight_decay"]), group["amsgrad"], group["maximize"],
+                           group["decoupled_weight_decay"], "torch" if part.sharded else part.backend,
+                           grad_scale, found_inf)
+        self._plans = {}  # eager steps after compiled ones rebuild their tables from the state as it now is
 
     def _partition(self, index: int, group: dict) -> list[_Partition]:
         partitions: dict[tuple, _Partition] = {}

@@ -10,6 +10,6 @@ _NO_RANGE = contextlib.nullcontext()
 
 def profiler_range(name: str):
     """torch.profiler.record_function(name) while a profiler records, else a no-op context (~50 ns)."""
-    if torch._C._autograd._profiler_enabled():
+    if not torch.compiler.is_compiling() and torch._C._autograd._profiler_enabled():
         return torch.autograd.profiler.record_function(name)
     return _NO_RANGE

@@ -1,0 +1,54 @@
+"""The step as a torch.library custom op, so torch.compile traces optimizer.step() without a graph break
+inside it: the compiled graph holds one `fusedadam::adam_step_` call per (backend, device, dtype) partition,
+declared as mutating what it mutates, with a fake implementation for tracing.
+
+Outside torch.compile the optimizer does not use it: eager steps keep their cached native tables, which
+this functional form rebuilds on every call (O(tensors) host work, fine inside a compiled step)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .backends import make_runner
+from .backends.amp import AmpScaling
+from .backends.base import StepConfig
+
+_MUTATED = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "steps")
+
+
+@torch.library.custom_op("fusedadam::adam_step_", mutates_args=_MUTATED)
+def adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+               exp_avg_sqs: list[torch.Tensor], max_exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor],
+               lr: torch.Tensor, beta1: float, beta2: float, eps: float, weight_decay: float, amsgrad: bool,
+               maximize: bool, decoupled_weight_decay: bool, backend: str, grad_scale: Optional[torch.Tensor],
+               found_inf: Optional[torch.Tensor]) -> None:
+    """One Adam step of `backend` over these tensors; `steps` are the 0-dim float32 counters (advanced),
+    `grads` are only written when `grad_scale` is given (unscaled in place, GradScaler's contract)."""
+    if not params:
+        return
+    states = [{"step": step, "exp_avg": m, "exp_avg_sq": v} for step, m, v in zip(steps, exp_avgs, exp_avg_sqs)]
+    if amsgrad:
+        for state, vmax in zip(states, max_exp_avg_sqs):
+            state["max_exp_avg_sq"] = vmax
+    originals = [dict(s) for s in states]
+    by_id = {id(p): s for p, s in zip(params, states)}
+    runner = make_runner(backend, params, lambda p: by_id[id(p)], amsgrad, sharded=False)
+    runner.set_grads(grads)
+    config = StepConfig(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, decoupled_weight_decay=decoupled_weight_decay, foreach=None, fused=None,
+                        capturable=False)
+    scaling = AmpScaling(grad_scale, found_inf) if grad_scale is not None or found_inf is not None else None
+    runner.run(config, scaling)
+    # The runner counted in its own buffer (and re-laid any state tensor whose strides differed from its
+    # parameter's): hand the results back to the caller's tensors.
+    for state, original in zip(states, originals):
+        for key, tensor in original.items():
+            if state[key] is not tensor:
+                tensor.copy_(state[key])
+
+
+@adam_step_.register_fake
+def _(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr, beta1, beta2, eps, weight_decay, amsgrad,
+      maximize, decoupled_weight_decay, backend, grad_scale, found_inf) -> None:
+    return None

@@ -1,0 +1,69 @@
+"""torch.compile: a compiled training step that calls optimizer.step() matches eager, with no graph break
+inside the step (it is the custom op fusedadam::adam_step_), and a tensor lr changed by a scheduler every
+step does not recompile."""
+import pytest
+import torch
+
+from fusedadam import FusedAdamW
+from fusedadam.custom_op import adam_step_
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # dynamo's notes on torch's own graph breaks
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+
+
+def _train(model, optimizer, step_fn, steps):
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0 / (1 + s))
+    data = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    for _ in range(steps):
+        step_fn(model, optimizer, data)
+        schedule.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _train_step(model, optimizer, data):
+    loss = model(data).pow(2).mean()
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+def test_opcheck():
+    params = [torch.randn(5), torch.randn(3, 2)]
+    args = ([p.clone() for p in params], [torch.randn_like(p) for p in params],
+            [torch.randn_like(p) for p in params], [torch.rand_like(p) for p in params], [],
+            [torch.tensor(2.0), torch.tensor(2.0)], torch.tensor(1e-2), 0.9, 0.99, 1e-8, 0.1, False, False, True,
+            "cpu", None, None)
+    torch.library.opcheck(torch.ops.fusedadam.adam_step_.default, args)
+    adam_step_(*args)  # and it steps: the counters advanced in place
+    assert [s.item() for s in args[5]] == [3.0, 3.0]
+
+
+def test_compiled_training_step_matches_eager_without_breaking_the_step():
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    model = _model()
+    eager = _train(model, FusedAdamW(model.parameters(), lr=torch.tensor(1e-2)), _train_step, 4)
+    model = _model()
+    compiled = _train(model, FusedAdamW(model.parameters(), lr=torch.tensor(1e-2)), torch.compile(_train_step), 4)
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    breaks = "\n".join(torch._dynamo.utils.counters["graph_break"])
+    assert "TensorTable" not in breaks and "_C" not in breaks and "adam_step" not in breaks, breaks
+
+
+def test_a_tensor_lr_changed_by_a_scheduler_does_not_recompile():
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    model = _model()
+    optimizer = FusedAdamW(model.parameters(), lr=torch.tensor(1e-2))
+    step = torch.compile(_train_step, backend=counter)
+    _train(model, optimizer, step, 2)
+    frames = counter.frame_count
+    _train(model, optimizer, step, 4)
+    assert counter.frame_count == frames
