@@ -250,8 +250,12 @@ long gather_grads(PyTensorTable& self) {
 void set_grads(PyTensorTable& self, const std::vector<uintptr_t>& grads) {
   TensorTable& table = self.table;
   if (grads.size() != table.tensors.size()) throw std::invalid_argument("set_grads: one pointer per tensor");
-  for (size_t i = 0; i < grads.size(); ++i) table.tensors[i].grad = as_pointer<const void>(grads[i]);
-  ++self.grad_version;
+  bool moved = false;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    moved |= table.tensors[i].grad != as_pointer<const void>(grads[i]);
+    table.tensors[i].grad = as_pointer<const void>(grads[i]);
+  }
+  self.grad_version += moved;
 }
 
 void check_chunk_size(int64_t chunk_size) {

@@ -12,18 +12,8 @@
 
 namespace fusedadam {
 
-// Codes shared with fusedadam/backends/native.py (DTYPE_CODES).
+// Codes shared with fusedadam/backends/native_table.py (DTYPE_CODES).
 enum class DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
-
-inline int dtype_size(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32: return 4;
-    case DType::kFloat64: return 8;
-    case DType::kFloat16: return 2;
-    case DType::kBFloat16: return 2;
-  }
-  return 0;
-}
 
 struct TensorSlot {
   void* param;

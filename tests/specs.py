@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fusedadam.backends import BACKENDS as REGISTRY
+from fusedadam.backends.triton_backend import TRITON_DTYPES
 from fusedadam.reference import AdamConfig
 
 
@@ -43,9 +44,9 @@ BACKEND_SPECS = [
     BackendSpec("cpu", "cpu"),
     BackendSpec("torch", "cpu"),
     # The Triton interpreter (TRITON_INTERPRET=1, set in conftest.py) runs the same kernel on the CPU.
-    BackendSpec("triton", "cpu", dtypes=(torch.float32, torch.float16, torch.bfloat16), max_tensors=100),
+    BackendSpec("triton", "cpu", dtypes=TRITON_DTYPES, max_tensors=100),
     BackendSpec("cuda", "cuda"),
-    BackendSpec("triton", "cuda", dtypes=(torch.float32, torch.float16, torch.bfloat16)),
+    BackendSpec("triton", "cuda", dtypes=TRITON_DTYPES),
 ]
 
 

@@ -88,3 +88,14 @@ def test_a_device_backend_steps_many_tensors_in_one_launch(monkeypatch):
     optimizer.step()
     optimizer.step()
     assert launches == [3 + 1 + 1 + 1] * 2
+
+
+def test_handing_over_the_same_gradients_keeps_the_table():
+    """FSDP2's local shards are handed over every step (set_grads): the table is uploaded again only when an
+    address changed."""
+    params, _, table = _table([(10,), (20,)])
+    version = table.native.grad_version
+    table.set_grads([p.grad for p in params])
+    assert table.native.grad_version == version
+    table.set_grads([params[0].grad, params[1].grad.clone()])
+    assert table.native.grad_version == version + 1

@@ -72,7 +72,7 @@ void run(const TensorTable& table, const std::vector<AdamCoefficients<opmath_t<S
 template <typename Storage>
 void step_portable(const TensorTable& table, const AdamHyperparameters& hp, int max_threads) {
   const auto coefficients = advance_steps<opmath_t<Storage>>(table, hp);
-  dispatch_adam_mode(hp, [&](auto weight_decay, auto amsgrad, auto maximize) {
+  dispatch_adam_mode(hp.weight_decay_mode, hp.amsgrad, hp.maximize, [&](auto weight_decay, auto amsgrad, auto maximize) {
     run<Storage, decltype(weight_decay)::value, decltype(amsgrad)::value, decltype(maximize)::value>(
         table, coefficients, max_threads);
   });

@@ -87,7 +87,7 @@ bool f16c_supported() {
 
 void adam_step_f16c(const TensorTable& table, const std::vector<AdamCoefficients<float>>& coefficients,
                     const AdamHyperparameters& hp, int max_threads) {
-  dispatch_adam_mode(hp, [&](auto weight_decay, auto amsgrad, auto maximize) {
+  dispatch_adam_mode(hp.weight_decay_mode, hp.amsgrad, hp.maximize, [&](auto weight_decay, auto amsgrad, auto maximize) {
     run<decltype(weight_decay)::value, decltype(amsgrad)::value, decltype(maximize)::value>(table, coefficients,
                                                                                            max_threads);
   });

@@ -3,9 +3,9 @@
 #include "adam_cuda.h"
 
 #include <stdexcept>
-#include <type_traits>
 
 #include "../adam_math.h"
+#include "../adam_modes.h"
 #include "../launch_table.h"
 #include "cuda_check.h"
 #include "multi_tensor_apply.cuh"
@@ -135,23 +135,11 @@ void launch(const AdamLaunchParams& p, const AdamKernelArgs& args) {
   check(cudaGetLastError(), "multi_tensor_adam_kernel launch");
 }
 
-// Modes become template parameters here, once per launch.
 template <typename Storage>
 void dispatch_modes(const AdamLaunchParams& p, const AdamKernelArgs& args) {
-  auto with_flags = [&](auto weight_decay) {
-    constexpr WeightDecay kWeightDecay = decltype(weight_decay)::value;
-    if (p.amsgrad) {
-      p.maximize ? launch<Storage, kWeightDecay, true, true>(p, args) : launch<Storage, kWeightDecay, true, false>(p, args);
-    } else {
-      p.maximize ? launch<Storage, kWeightDecay, false, true>(p, args) : launch<Storage, kWeightDecay, false, false>(p, args);
-    }
-  };
-  switch (p.weight_decay_mode) {
-    case WeightDecay::kNone: return with_flags(std::integral_constant<WeightDecay, WeightDecay::kNone>{});
-    case WeightDecay::kL2: return with_flags(std::integral_constant<WeightDecay, WeightDecay::kL2>{});
-    case WeightDecay::kDecoupled: return with_flags(std::integral_constant<WeightDecay, WeightDecay::kDecoupled>{});
-  }
-  throw std::invalid_argument("unknown weight_decay_mode");
+  dispatch_adam_mode(p.weight_decay_mode, p.amsgrad, p.maximize, [&](auto weight_decay, auto amsgrad, auto maximize) {
+    launch<Storage, decltype(weight_decay)::value, decltype(amsgrad)::value, decltype(maximize)::value>(p, args);
+  });
 }
 
 }  // namespace

@@ -39,8 +39,6 @@ def unscale_on_host(grads: Sequence[torch.Tensor], scaling: AmpScaling | None) -
     if scaling.found_inf is not None and scaling.found_inf.item() != 0:
         return False
     if scaling.grad_scale is not None and grads:
-        scale = scaling.grad_scale.to(device=grads[0].device, dtype=torch.float32)
-        for g in grads:
-            # In fp32 like the kernels, then rounded back to the gradient's dtype.
-            g.copy_(g.float().div_(scale))
+        # One foreach call; 16-bit gradients are divided in fp32 and rounded once, as the kernels do.
+        torch._foreach_div_(list(grads), scaling.grad_scale.to(device=grads[0].device, dtype=torch.float32))
     return True

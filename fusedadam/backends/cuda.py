@@ -13,7 +13,7 @@ from .device import DeviceRunner, Launch
 from .native_table import DTYPE_CODES
 
 CHUNK_SIZE = 16384  # elements per chunk row: a few 16-byte accesses per thread of a 256-thread block
-CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+CUDA_DTYPES = tuple(DTYPE_CODES)  # every storage dtype of the native tables
 
 
 def _pointer(t: torch.Tensor | None) -> int:

@@ -3,7 +3,8 @@ counters on the device, and the per-step bookkeeping; each backend only supplies
 
 Host work per step is O(1) in Python while the gradients keep their addresses: the native table gathers
 them (csrc/bindings.cpp) and the launch table is rewritten and uploaded only when an address changed,
-through a pinned staging buffer and an asynchronous copy on the current stream."""
+from pinned memory with an asynchronous copy on the current stream. The pinned buffer comes from torch's
+caching host allocator, which keeps it from reuse until the copy has run: no host synchronization."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,10 +61,8 @@ class DeviceRunner:
         self._done_counter = torch.zeros(1, dtype=torch.int32, device=self._device)
         words = self._table.native.launch_table_words(chunk_size)
         self._launch_table = torch.empty(words, dtype=torch.int64, device=self._device)
-        on_gpu = self._device.type == "cuda"
-        self._staging = torch.empty(words, dtype=torch.int64, pin_memory=True) if on_gpu else None
-        self._staging_read: torch.cuda.Event | None = None
         self._uploaded_version: int | None = None
+        self._upload: tuple[torch.cuda.Stream, torch.cuda.Event] | None = None  # the last copy's stream, event
         self._num_chunks = 0
         self._aligned16 = False
 
@@ -93,12 +92,14 @@ class DeviceRunner:
     def _upload_table(self) -> None:
         version = self._table.native.grad_version
         if version == self._uploaded_version:
-            if self._staging_read is not None and not torch.cuda.is_current_stream_capturing():
-                # Should this step run on another stream than the one that copied the table, it waits for the copy.
-                torch.cuda.current_stream(self._device).wait_event(self._staging_read)
+            if self._upload is not None and not torch.cuda.is_current_stream_capturing():
+                stream, copied = self._upload
+                current = torch.cuda.current_stream(self._device)
+                if current != stream:  # a step on another stream than the copy's waits for it
+                    current.wait_event(copied)
             return
         words = self._launch_table.numel()
-        if self._staging is None:  # a CPU "device" (the Triton interpreter): write in place
+        if self._device.type != "cuda":  # a CPU "device" (the Triton interpreter): write in place
             self._num_chunks, self._aligned16 = self._table.native.write_launch_table(
                 self._launch_table.data_ptr(), words, self._chunk_size)
         else:
@@ -106,11 +107,11 @@ class DeviceRunner:
                 raise RuntimeError("fusedadam: a gradient changed its address while a CUDA graph was being captured; "
                                    "run at least one step before capture (torch.cuda.graph's warm-up) and keep the "
                                    "gradients in place (zero_grad(set_to_none=False)) while the graph is in use")
-            if self._staging_read is not None:
-                self._staging_read.synchronize()  # the previous upload has left the staging buffer
+            staging = torch.empty(words, dtype=torch.int64, pin_memory=True)
             self._num_chunks, self._aligned16 = self._table.native.write_launch_table(
-                self._staging.data_ptr(), words, self._chunk_size)
-            self._launch_table.copy_(self._staging, non_blocking=True)
-            self._staging_read = torch.cuda.Event()
-            self._staging_read.record()
+                staging.data_ptr(), words, self._chunk_size)
+            self._launch_table.copy_(staging, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+            self._upload = (torch.cuda.current_stream(self._device), copied)
         self._uploaded_version = version

@@ -5,6 +5,7 @@ torch.distributed.checkpoint see torch's format; an empty local shard (uneven sh
 0 elements."""
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -13,6 +14,7 @@ from .amp import AmpScaling
 from .base import Backend, StateOf, StepConfig
 
 
+@functools.cache
 def dtensor_type():
     """torch.distributed.tensor.DTensor, or None where torch has no distributed support."""
     if not torch.distributed.is_available():
