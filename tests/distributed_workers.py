@@ -18,6 +18,13 @@ def _init(rank: int, world: int, port: int) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
 
 
+def _finish() -> None:
+    """Every rank has finished its collectives before any tears gloo down: a rank that exits while its peer's
+    gloo threads still talk to it aborts ("terminate called without an active exception"), as CI saw once."""
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _model() -> nn.Module:
     """Layers whose parameters shard unevenly over 2 ranks: 3 rows split 2 + 1, one element split 1 + 0."""
     torch.manual_seed(0)
@@ -62,7 +69,7 @@ def ddp(rank: int, world: int, port: int) -> None:
     _train(theirs, torch.optim.AdamW(theirs.parameters(), **OPTIONS), rank)
     assert _same_on_every_rank(_flat(ours)), "ranks diverged"
     torch.testing.assert_close(_flat(ours), _flat(theirs), rtol=1e-5, atol=1e-7)
-    dist.destroy_process_group()
+    _finish()
 
 
 def zero(rank: int, world: int, port: int) -> None:
@@ -75,7 +82,7 @@ def zero(rank: int, world: int, port: int) -> None:
     _train(theirs, ZeroRedundancyOptimizer(theirs.parameters(), optimizer_class=torch.optim.AdamW, **OPTIONS), rank)
     assert _same_on_every_rank(_flat(ours)), "ranks diverged"
     torch.testing.assert_close(_flat(ours), _flat(theirs), rtol=1e-5, atol=1e-7)
-    dist.destroy_process_group()
+    _finish()
 
 
 def _sharded_model(mesh):
@@ -107,7 +114,7 @@ def fsdp2(rank: int, world: int, port: int) -> None:
     torch.testing.assert_close(_full(ours), _full(theirs), rtol=1e-5, atol=1e-7)
     state = optimizer.state[next(ours.parameters())]
     assert isinstance(state["exp_avg"], DTensor) and state["step"].item() == STEPS
-    dist.destroy_process_group()
+    _finish()
 
 
 def dcp_round_trip(rank: int, world: int, port: int, folder: str) -> None:
@@ -137,4 +144,4 @@ def dcp_round_trip(rank: int, world: int, port: int, folder: str) -> None:
     _train(restored, restored_optimizer, rank, steps=2, first=STEPS)
     assert torch.equal(_full(original), _full(restored))
     assert restored_optimizer.state[next(restored.parameters())]["step"].item() == STEPS + 2
-    dist.destroy_process_group()
+    _finish()
