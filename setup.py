@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pybind11.setup_helpers import Pybind11Extension
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
@@ -81,6 +81,10 @@ class BuildExtWithCuda(build_ext):
             print("fusedadam: building without CUDA (nvcc not found or FUSEDADAM_NO_CUDA=1)", flush=True)
         super().build_extension(ext)
 
+
+# The CPU kernels are split over translation units (csrc/cpu/adam_cpu*.cpp) that compile side by side:
+# FUSEDADAM_BUILD_JOBS=N caps the parallel compiles (default: every core).
+ParallelCompile("FUSEDADAM_BUILD_JOBS", default=0).install()
 
 native = Pybind11Extension(
     "fusedadam._C",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared GPU command (DESIGN.md section 6): build for sm_90 only, run the GPU tests, run the GPU
 # benchmark with the in-run bandwidth ceiling and torch's implementations beside ours, and leave JSON and
-# logs in $OUT. Prints a short table last. Budget: under 8 minutes on an H100/H200.
+# logs in $OUT. Prints a short table last. Budget: under 10 minutes on an H100/H200.
 #
 #   OUT=/tmp/out FUSEDADAM_COMMIT=$(git rev-parse HEAD) bash bench/gpu_check.sh
 #
@@ -34,6 +34,11 @@ phase bench 200 "$PYTHON" -m fusedadam bench --device cuda --plain --repeats 10 
   --presets flat-max gpt2-124m llama-1b many-small-10000x4096 host-1000x16 \
   --impls torch-forloop torch-foreach torch-fused fusedadam-cuda fusedadam-triton \
   --json "$OUT/bench.json"
+# The precision modes (precision.py) on bf16 parameters, and bf16 states on fp32 ones, beside plain steps.
+phase bench-precision 90 "$PYTHON" -m fusedadam bench --device cuda --plain --repeats 10 --dtype bf16 fp32 \
+  --presets gpt2-124m llama-1b --impls torch-fused fusedadam-cuda fusedadam-cuda+master fusedadam-cuda+bf16-states \
+  fusedadam-cuda+stochastic fusedadam-cuda+kahan fusedadam-triton+master fusedadam-triton+kahan \
+  --json "$OUT/bench-precision.json"
 # torch.compile'd AdamW compiles once per preset (tens of seconds each): one preset, beside the fused ones.
 phase bench-compiled 120 "$PYTHON" -m fusedadam bench --device cuda --plain --repeats 10 --dtype fp32 \
   --presets gpt2-124m --impls torch-fused torch-compiled fusedadam-cuda fusedadam-triton \
@@ -41,7 +46,7 @@ phase bench-compiled 120 "$PYTHON" -m fusedadam bench --device cuda --plain --re
 
 echo "== summary"
 cat "$OUT/gpu.csv"
-for report in "$OUT/bench.json" "$OUT/bench-compiled.json"; do
+for report in "$OUT/bench.json" "$OUT/bench-precision.json" "$OUT/bench-compiled.json"; do
   [ -f "$report" ] && "$PYTHON" -c "import json, sys; from fusedadam.bench.report import format_table; \
 print(format_table(json.load(open(sys.argv[1]))))" "$report"
 done

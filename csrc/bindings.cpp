@@ -14,6 +14,7 @@
 
 #include "cpu/adam_cpu.h"
 #include "cpu/bandwidth_probe.h"
+#include "adam_modes.h"
 #include "launch_table_writer.h"
 #include "tensor_table.h"
 
@@ -126,24 +127,48 @@ struct PyTensorTable {
   uint64_t grad_version = 0;
 };
 
-PyTensorTable make_table(int dtype, const std::vector<int64_t>& numels, const std::vector<uintptr_t>& params,
-                         const std::vector<uintptr_t>& exp_avgs, const std::vector<uintptr_t>& exp_avg_sqs,
-                         const std::vector<uintptr_t>& max_exp_avg_sqs, const std::vector<uintptr_t>& steps,
+void check_dtype_code(int dtype) {
+  if (dtype < 0 || dtype > static_cast<int>(DType::kBFloat16)) throw std::invalid_argument("unknown dtype code");
+}
+
+// Throws std::invalid_argument unless the kernels have this storage combination (adam_modes.h).
+void check_precision(int param_dtype, int state_dtype, int param_update) {
+  check_dtype_code(param_dtype);
+  check_dtype_code(state_dtype);
+  if (param_update < 0 || param_update > static_cast<int>(ParamUpdate::kKahanSummation)) {
+    throw std::invalid_argument("unknown param_update code");
+  }
+  dispatch_precision(static_cast<DType>(param_dtype), static_cast<DType>(state_dtype),
+                     static_cast<ParamUpdate>(param_update), [](auto) {});
+}
+
+PyTensorTable make_table(int dtype, int state_dtype, int param_update, const std::vector<int64_t>& numels,
+                         const std::vector<uintptr_t>& params, const std::vector<uintptr_t>& exp_avgs,
+                         const std::vector<uintptr_t>& exp_avg_sqs, const std::vector<uintptr_t>& max_exp_avg_sqs,
+                         const std::vector<uintptr_t>& masters, const std::vector<uintptr_t>& compensations,
+                         const std::vector<uint32_t>& salts, const std::vector<uintptr_t>& steps,
                          py::list param_objects, py::list param_strides, const std::vector<bool>& param_contiguous,
                          py::object torch_dtype, py::object strided_layout, py::object tensor_base) {
-  if (dtype < 0 || dtype > static_cast<int>(DType::kBFloat16)) throw std::invalid_argument("unknown dtype code");
+  check_precision(dtype, state_dtype, param_update);
   const size_t n = numels.size();
+  const auto update = static_cast<ParamUpdate>(param_update);
+  const bool needs_masters = update == ParamUpdate::kMasterWeights;
+  const bool needs_compensations = update == ParamUpdate::kKahanSummation;
   if (params.size() != n || exp_avgs.size() != n || exp_avg_sqs.size() != n || steps.size() != n ||
-      !(max_exp_avg_sqs.empty() || max_exp_avg_sqs.size() == n) || py::len(param_objects) != n ||
-      py::len(param_strides) != n || param_contiguous.size() != n) {
-    throw std::invalid_argument("TensorTable: every list must have one entry per tensor");
+      salts.size() != n || !(max_exp_avg_sqs.empty() || max_exp_avg_sqs.size() == n) ||
+      masters.size() != (needs_masters ? n : 0) || compensations.size() != (needs_compensations ? n : 0) ||
+      py::len(param_objects) != n || py::len(param_strides) != n || param_contiguous.size() != n) {
+    throw std::invalid_argument("TensorTable: every list must have one entry per tensor (masters only with master "
+                                "weights, compensations only with Kahan summation)");
   }
   PyTensorTable result{TensorTable{}, param_objects, param_strides,
                        std::vector<char>(param_contiguous.begin(), param_contiguous.end()), torch_dtype,
                        strided_layout, TensorAccess(tensor_base.ptr()), std::vector<py::object>(n),
                        std::vector<const void*>(n)};
   TensorTable& table = result.table;
-  table.dtype = static_cast<DType>(dtype);
+  table.param_dtype = static_cast<DType>(dtype);
+  table.state_dtype = static_cast<DType>(state_dtype);
+  table.param_update = update;
   table.tensors.resize(n);
   table.first_element.resize(n + 1);
   table.first_element[0] = 0;
@@ -152,7 +177,10 @@ PyTensorTable make_table(int dtype, const std::vector<int64_t>& numels, const st
     table.tensors[i] = TensorSlot{as_pointer<void>(params[i]),        nullptr,
                                   as_pointer<void>(exp_avgs[i]),      as_pointer<void>(exp_avg_sqs[i]),
                                   max_exp_avg_sqs.empty() ? nullptr : as_pointer<void>(max_exp_avg_sqs[i]),
-                                  as_pointer<float>(steps[i]),        numels[i]};
+                                  as_pointer<float>(steps[i]),        numels[i],
+                                  needs_masters ? as_pointer<float>(masters[i]) : nullptr,
+                                  needs_compensations ? as_pointer<void>(compensations[i]) : nullptr,
+                                  salts[i]};
     table.first_element[i + 1] = table.first_element[i] + numels[i];
   }
   return result;
@@ -275,23 +303,23 @@ py::tuple write_launch_table(const PyTensorTable& self, uintptr_t address, int64
   return py::make_tuple(written.num_chunks, written.aligned16);
 }
 
-void check_codes(int dtype, int weight_decay_mode) {
-  if (dtype < 0 || dtype > static_cast<int>(DType::kBFloat16)) throw std::invalid_argument("unknown dtype code");
+void check_weight_decay_mode(int weight_decay_mode) {
   if (weight_decay_mode < 0 || weight_decay_mode > static_cast<int>(WeightDecay::kDecoupled)) {
     throw std::invalid_argument("unknown weight_decay_mode");
   }
 }
 
 void adam_step_cpu(const PyTensorTable& self, double lr, double beta1, double beta2, double eps,
-                   double weight_decay, int weight_decay_mode, bool amsgrad, bool maximize, int num_threads) {
+                   double weight_decay, int weight_decay_mode, bool amsgrad, bool maximize, uint64_t seed,
+                   int num_threads) {
   const TensorTable& table = self.table;
-  check_codes(static_cast<int>(table.dtype), weight_decay_mode);
+  check_weight_decay_mode(weight_decay_mode);
   for (const auto& t : table.tensors) {
     if (t.numel > 0 && t.grad == nullptr) throw std::invalid_argument("adam_step_cpu: a gradient pointer is unset");
     if (amsgrad && t.numel > 0 && t.max_exp_avg_sq == nullptr) throw std::invalid_argument("amsgrad needs max_exp_avg_sq");
   }
   const AdamHyperparameters hp{lr, beta1, beta2, eps, weight_decay, static_cast<WeightDecay>(weight_decay_mode),
-                               amsgrad, maximize};
+                               amsgrad, maximize, seed};
   py::gil_scoped_release release;
   cpu::adam_step(table, hp, num_threads);
 }
@@ -299,10 +327,10 @@ void adam_step_cpu(const PyTensorTable& self, double lr, double beta1, double be
 // Pointers are integers (0 for "none"): the device backends pass tensors' data_ptr().
 #define ADAM_STEP_CUDA_ARGS                                                                                    \
   py::arg("device"), py::arg("stream"), py::arg("table"), py::arg("num_tensors"), py::arg("num_chunks"),        \
-      py::arg("chunk_size"), py::arg("dtype"), py::arg("steps"), py::arg("done_counter"), py::arg("lr"),      \
+      py::arg("chunk_size"), py::arg("dtype"), py::arg("state_dtype"), py::arg("param_update"), py::arg("steps"), py::arg("done_counter"), py::arg("lr"),      \
       py::arg("lr_on_device"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),   \
-      py::arg("weight_decay_mode"), py::arg("amsgrad"), py::arg("maximize"), py::arg("grad_scale"),           \
-      py::arg("found_inf")
+      py::arg("weight_decay_mode"), py::arg("amsgrad"), py::arg("maximize"), py::arg("seed"),                  \
+      py::arg("grad_scale"), py::arg("found_inf")
 
 [[noreturn]] void no_cuda() {
   throw std::runtime_error(
@@ -316,8 +344,9 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "fusedadam native kernels (torch-free: raw pointers in, errors out)";
 
   py::class_<PyTensorTable>(m, "TensorTable")
-      .def(py::init(&make_table), py::arg("dtype"), py::arg("numels"), py::arg("params"), py::arg("exp_avgs"),
-           py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("steps"), py::arg("param_objects"),
+      .def(py::init(&make_table), py::arg("dtype"), py::arg("state_dtype"), py::arg("param_update"),
+           py::arg("numels"), py::arg("params"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
+           py::arg("max_exp_avg_sqs"), py::arg("masters"), py::arg("compensations"), py::arg("salts"), py::arg("steps"), py::arg("param_objects"),
            py::arg("param_strides"), py::arg("param_contiguous"), py::arg("torch_dtype"), py::arg("strided_layout"),
            py::arg("tensor_base"))
       .def_property_readonly("num_tensors", [](const PyTensorTable& t) { return t.table.tensors.size(); })
@@ -342,13 +371,16 @@ PYBIND11_MODULE(_C, m) {
   layout.attr("EXP_AVG_SQ") = static_cast<int>(launch_table::kExpAvgSq);
   layout.attr("MAX_EXP_AVG_SQ") = static_cast<int>(launch_table::kMaxExpAvgSq);
   layout.attr("NUMEL") = static_cast<int>(launch_table::kNumel);
+  layout.attr("MASTER") = static_cast<int>(launch_table::kMaster);
+  layout.attr("COMPENSATION") = static_cast<int>(launch_table::kCompensation);
+  layout.attr("SALT") = static_cast<int>(launch_table::kSalt);
   layout.attr("CHUNK_COLUMNS") = static_cast<int>(launch_table::kChunkColumns);
   layout.attr("TENSOR_INDEX") = static_cast<int>(launch_table::kTensorIndex);
   layout.attr("FIRST_ELEMENT") = static_cast<int>(launch_table::kFirstElement);
 
   m.def("adam_step_cpu", &adam_step_cpu, py::arg("table"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
         py::arg("eps"), py::arg("weight_decay"), py::arg("weight_decay_mode"), py::arg("amsgrad"),
-        py::arg("maximize"), py::arg("num_threads"));
+        py::arg("maximize"), py::arg("seed"), py::arg("num_threads"));
 
   m.def(
       "bandwidth_probe_cpu",
@@ -372,15 +404,17 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "adam_step_cuda",
       [](int device, uintptr_t stream, uintptr_t table, int64_t num_tensors, int64_t num_chunks, int64_t chunk_size,
-         int dtype, uintptr_t steps, uintptr_t done_counter, double lr, uintptr_t lr_on_device, double beta1,
-         double beta2, double eps, double weight_decay, int weight_decay_mode, bool amsgrad, bool maximize,
-         uintptr_t grad_scale, uintptr_t found_inf) {
-        check_codes(dtype, weight_decay_mode);
+         int dtype, int state_dtype, int param_update, uintptr_t steps, uintptr_t done_counter, double lr,
+         uintptr_t lr_on_device, double beta1, double beta2, double eps, double weight_decay, int weight_decay_mode,
+         bool amsgrad, bool maximize, uint64_t seed, uintptr_t grad_scale, uintptr_t found_inf) {
+        check_precision(dtype, state_dtype, param_update);
+        check_weight_decay_mode(weight_decay_mode);
         const cuda::AdamLaunchParams params{device, stream, as_pointer<const int64_t>(table), num_tensors, num_chunks,
-                                            chunk_size, static_cast<DType>(dtype), as_pointer<float>(steps),
+                                            chunk_size, static_cast<DType>(dtype), static_cast<DType>(state_dtype),
+                                            static_cast<ParamUpdate>(param_update), as_pointer<float>(steps),
                                             as_pointer<unsigned int>(done_counter), lr,
                                             as_pointer<const float>(lr_on_device), beta1, beta2, eps, weight_decay,
-                                            static_cast<WeightDecay>(weight_decay_mode), amsgrad, maximize,
+                                            static_cast<WeightDecay>(weight_decay_mode), amsgrad, maximize, seed,
                                             as_pointer<const float>(grad_scale), as_pointer<const float>(found_inf)};
         py::gil_scoped_release release;
         cuda::adam_step(params);
@@ -399,8 +433,8 @@ PYBIND11_MODULE(_C, m) {
   m.attr("has_cuda") = false;
   m.def(
       "adam_step_cuda",
-      [](int, uintptr_t, uintptr_t, int64_t, int64_t, int64_t, int, uintptr_t, uintptr_t, double, uintptr_t, double,
-         double, double, double, int, bool, bool, uintptr_t, uintptr_t) { no_cuda(); },
+      [](int, uintptr_t, uintptr_t, int64_t, int64_t, int64_t, int, int, int, uintptr_t, uintptr_t, double, uintptr_t,
+         double, double, double, double, int, bool, bool, uint64_t, uintptr_t, uintptr_t) { no_cuda(); },
       ADAM_STEP_CUDA_ARGS);
   m.def("cuda_device_count", []() -> int { no_cuda(); });
   m.def("cuda_driver_version", []() -> int { return 0; });

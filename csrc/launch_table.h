@@ -2,7 +2,8 @@
 //
 // One int64 buffer in device memory, written on the host from a TensorTable:
 //   [ tensor rows: kTensorColumns words per tensor ][ chunk rows: kChunkColumns words per chunk ]
-// A tensor row holds the addresses of p, g, m, v, vmax (0 unless amsgrad) and numel. A chunk row names
+// A tensor row holds the addresses of p, g, m, v, vmax (0 unless amsgrad), numel, the addresses of the fp32
+// master copy and the Kahan compensation buffer (0 unless that mode), and the rounding salt. A chunk row names
 // a tensor and the first element of a run of at most `chunk_size` elements of it. A persistent grid
 // walks the chunk rows, so one launch covers any number of tensors: nothing is packed into kernel
 // arguments, and the table's address stays fixed, which keeps the launch CUDA-graph safe.
@@ -22,8 +23,11 @@ enum TensorColumn : int {
   kExpAvgSq = 3,
   kMaxExpAvgSq = 4,
   kNumel = 5,
+  kMaster = 6,
+  kCompensation = 7,
+  kSalt = 8,
 };
-constexpr int kTensorColumns = 6;
+constexpr int kTensorColumns = 9;
 
 enum ChunkColumn : int { kTensorIndex = 0, kFirstElement = 1 };
 constexpr int kChunkColumns = 2;

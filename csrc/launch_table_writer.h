@@ -30,12 +30,15 @@ inline Written write(const TensorTable& table, int64_t chunk_size, int64_t* out)
   for (const auto& t : table.tensors) {
     const uintptr_t addresses[] = {reinterpret_cast<uintptr_t>(t.param), reinterpret_cast<uintptr_t>(t.grad),
                                    reinterpret_cast<uintptr_t>(t.exp_avg), reinterpret_cast<uintptr_t>(t.exp_avg_sq),
-                                   reinterpret_cast<uintptr_t>(t.max_exp_avg_sq)};
-    for (int column = kParam; column <= kMaxExpAvgSq; ++column) {
-      row[column] = static_cast<int64_t>(addresses[column]);
-      address_bits |= addresses[column];
+                                   reinterpret_cast<uintptr_t>(t.max_exp_avg_sq), reinterpret_cast<uintptr_t>(t.master),
+                                   reinterpret_cast<uintptr_t>(t.compensation)};
+    const int columns[] = {kParam, kGrad, kExpAvg, kExpAvgSq, kMaxExpAvgSq, kMaster, kCompensation};
+    for (int k = 0; k < 7; ++k) {
+      row[columns[k]] = static_cast<int64_t>(addresses[k]);
+      address_bits |= addresses[k];
     }
     row[kNumel] = t.numel;
+    row[kSalt] = t.salt;
     row += kTensorColumns;
   }
   int64_t chunks = 0;

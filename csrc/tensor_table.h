@@ -1,14 +1,16 @@
 // The plain description of one multi-tensor step that every kernel consumes: no Python, no torch.
 //
-// One TensorTable covers the tensors of one (device, dtype) group. Every tensor of the table has the
-// same storage dtype; its p, g, m, v (and vmax) are dense and share one memory layout, so the kernels
-// can treat each as a flat array of `numel` elements.
+// One TensorTable covers the tensors of one (device, dtype) group. Every parameter (and gradient) of the table
+// has the dtype `param_dtype`, every moment (m, v, vmax) `state_dtype`; p, g, m, v (and vmax, master,
+// compensation) are dense and share one memory layout, so the kernels can treat each as a flat array of
+// `numel` elements.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "adam_math.h"
+#include "param_update.h"
 
 namespace fusedadam {
 
@@ -23,10 +25,15 @@ struct TensorSlot {
   void* max_exp_avg_sq;  // nullptr unless amsgrad
   float* step;           // torch keeps the step counter as a float32 0-dim tensor
   int64_t numel;
+  float* master;         // fp32 master copy, nullptr unless ParamUpdate::kMasterWeights
+  void* compensation;    // bf16 Kahan buffer, nullptr unless ParamUpdate::kKahanSummation
+  uint32_t salt;         // the parameter's index in the optimizer: its stream of rounding bits
 };
 
 struct TensorTable {
-  DType dtype = DType::kFloat32;
+  DType param_dtype = DType::kFloat32;
+  DType state_dtype = DType::kFloat32;
+  ParamUpdate param_update = ParamUpdate::kRoundToNearest;
   std::vector<TensorSlot> tensors;
   std::vector<int64_t> first_element;  // prefix sum of numel: tensor i spans [first_element[i], first_element[i+1])
 
@@ -42,6 +49,7 @@ struct AdamHyperparameters {
   WeightDecay weight_decay_mode;
   bool amsgrad;
   bool maximize;
+  uint64_t seed;  // of stochastic rounding
 };
 
 }  // namespace fusedadam

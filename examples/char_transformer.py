@@ -65,8 +65,8 @@ def train(make_optimizer, model: nn.Module, data: torch.Tensor, args, label: str
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(loss.item())
-        progress(loss.item())
+        losses.append(loss.float().item())
+        progress(losses[-1])
     return losses
 
 
@@ -96,44 +96,56 @@ def _progress(total: int, label: str):
         return advance
 
 
-def plot(curves: dict[str, list[float]], path: str) -> None:
+def plot(curves: dict[str, list[float]], path: str,
+         title: str = "character-level transformer on Python's stdlib source") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4))
-    for (label, losses), style in zip(curves.items(), ("-", "--", ":", "-.")):
+    styles = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+    for (label, losses), style in zip(curves.items(), styles * len(curves)):
         axis.plot(range(1, len(losses) + 1), losses, style, label=label, linewidth=1.2)
     axis.set_xlabel("step")
     axis.set_ylabel("training loss (cross-entropy, nats)")
-    axis.set_title("character-level transformer on Python's stdlib source")
+    axis.set_title(title)
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def training_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every training example shares."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--context", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", default="auto", help="fusedadam backend (default auto)")
-    parser.add_argument("--out", help="PNG of both loss curves")
+    parser.add_argument("--out", help="PNG of the loss curves")
     parser.add_argument("--json", help="the losses as JSON")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def prepare(args):
+    """The encoded corpus, and a factory of models that all start from the same weights (drawn from --seed)."""
     text = corpus()
     vocab = sorted(set(text))
     data = torch.tensor([vocab.index(c) for c in text], dtype=torch.long)
     torch.manual_seed(args.seed)
     initial = CharTransformer(len(vocab), args.context).state_dict()
 
-    def fresh_model() -> nn.Module:
+    def fresh_model(dtype: torch.dtype = torch.float32) -> nn.Module:
         model = CharTransformer(len(vocab), args.context)
         model.load_state_dict(initial)
-        return model
+        return model.to(dtype)
+    return data, vocab, fresh_model
+
+
+def main(argv=None) -> int:
+    args = training_arguments(__doc__.split("\n\n")[0]).parse_args(argv)
+    data, vocab, fresh_model = prepare(args)
 
     options = dict(lr=args.lr, betas=(0.9, 0.98), weight_decay=0.1)
     curves = {

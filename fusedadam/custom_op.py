@@ -12,32 +12,37 @@ import torch
 
 from .backends import make_runner
 from .backends.amp import AmpScaling
-from .backends.base import StepConfig
+from .backends.base import StateLayout, StepConfig
+from .precision import COMPENSATION_KEY, MASTER_KEY, Precision
 
-_MUTATED = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "steps")
+_MUTATED = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "masters", "compensations", "steps")
 
 
 @torch.library.custom_op("fusedadam::adam_step_", mutates_args=_MUTATED)
 def adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
-               exp_avg_sqs: list[torch.Tensor], max_exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor],
-               lr: torch.Tensor, beta1: float, beta2: float, eps: float, weight_decay: float, amsgrad: bool,
-               maximize: bool, decoupled_weight_decay: bool, backend: str, grad_scale: Optional[torch.Tensor],
-               found_inf: Optional[torch.Tensor]) -> None:
+               exp_avg_sqs: list[torch.Tensor], max_exp_avg_sqs: list[torch.Tensor], masters: list[torch.Tensor],
+               compensations: list[torch.Tensor], steps: list[torch.Tensor], lr: torch.Tensor, beta1: float,
+               beta2: float, eps: float, weight_decay: float, amsgrad: bool, maximize: bool,
+               decoupled_weight_decay: bool, backend: str, param_update: str, rounding_seed: int, salts: list[int],
+               grad_scale: Optional[torch.Tensor], found_inf: Optional[torch.Tensor]) -> None:
     """One Adam step of `backend` over these tensors; `steps` are the 0-dim float32 counters (advanced),
-    `grads` are only written when `grad_scale` is given (unscaled in place, GradScaler's contract)."""
+    `grads` are only written when `grad_scale` is given (unscaled in place, GradScaler's contract). `masters` and
+    `compensations` are given with those parameter updates (precision.py), else empty; `rounding_seed` is the
+    group's, as a signed 64-bit integer."""
     if not params:
         return
     states = [{"step": step, "exp_avg": m, "exp_avg_sq": v} for step, m, v in zip(steps, exp_avgs, exp_avg_sqs)]
-    if amsgrad:
-        for state, vmax in zip(states, max_exp_avg_sqs):
-            state["max_exp_avg_sq"] = vmax
+    for key, tensors in (("max_exp_avg_sq", max_exp_avg_sqs), (MASTER_KEY, masters), (COMPENSATION_KEY, compensations)):
+        for state, tensor in zip(states, tensors):
+            state[key] = tensor
     originals = [dict(s) for s in states]
     by_id = {id(p): s for p, s in zip(params, states)}
-    runner = make_runner(backend, params, lambda p: by_id[id(p)], amsgrad, sharded=False)
+    layout = StateLayout(amsgrad=amsgrad, precision=Precision(exp_avgs[0].dtype, param_update), salts=tuple(salts))
+    runner = make_runner(backend, params, lambda p: by_id[id(p)], layout, sharded=False)
     runner.set_grads(grads)
     config = StepConfig(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay, foreach=None, fused=None,
-                        capturable=False)
+                        capturable=False, rounding_seed=rounding_seed % 2**64)
     scaling = AmpScaling(grad_scale, found_inf) if grad_scale is not None or found_inf is not None else None
     runner.run(config, scaling)
     # The runner counted in its own buffer (and re-laid any state tensor whose strides differed from its
@@ -49,6 +54,7 @@ def adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: 
 
 
 @adam_step_.register_fake
-def _(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr, beta1, beta2, eps, weight_decay, amsgrad,
-      maximize, decoupled_weight_decay, backend, grad_scale, found_inf) -> None:
+def _(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, masters, compensations, steps, lr, beta1, beta2, eps,
+      weight_decay, amsgrad, maximize, decoupled_weight_decay, backend, param_update, rounding_seed, salts, grad_scale,
+      found_inf) -> None:
     return None

@@ -13,14 +13,17 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from .backends import Runner, StepConfig, local_shard, make_runner, resolve
+from .backends import Runner, StateLayout, StepConfig, local_shard, make_runner, native_refusal, resolve
 from .backends.amp import AmpScaling
+from .precision import COMPENSATION_KEY, MASTER_KEY, MOMENT_KEYS, PRECISION_DEFAULTS, precision_of
 from .profiling import profiler_range
-from .validation import check_grad, check_hyperparameters, check_param
+from .validation import check_grad, check_hyperparameters, check_param, check_precision_applies
 
 _ADAM_GROUP_DEFAULTS = dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
-                            fused=None, decoupled_weight_decay=False, backend="auto")
-_STATE_TENSORS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+                            fused=None, decoupled_weight_decay=False, backend="auto", **PRECISION_DEFAULTS,
+                            rounding_seed=0)
+_STATE_TENSORS = (*MOMENT_KEYS, MASTER_KEY, COMPENSATION_KEY)
+_PRECISION_OPTIONS = (*PRECISION_DEFAULTS, "rounding_seed")
 
 
 @dataclass
@@ -39,13 +42,13 @@ class _GroupPlan:
 
     params_list: list  # the group's own list object: replacing group["params"] invalidates the plan
     num_params: int
-    amsgrad: bool
+    storage: tuple  # amsgrad and the precision options: what the state holds
     runners: list[Runner]
     without_grad: list[torch.Tensor]
 
     def fits(self, group: dict) -> bool:
         return (group["params"] is self.params_list and len(self.params_list) == self.num_params
-                and group["amsgrad"] == self.amsgrad)
+                and _storage_options(group) == self.storage)
 
     def gather_grads(self) -> bool:
         # A parameter that gained a gradient changes the plan as much as one that lost it.
@@ -70,6 +73,12 @@ class FusedAdam(torch.optim.Optimizer):
     differentiable=True is not supported (a clear error): the kernels work outside autograd.
     GradScaler: the step unscales the gradients and skips on inf/NaN itself (torch.amp.GradScaler's
         `_step_supports_amp_scaling` contract), inside the kernel on the device backends.
+    Low-memory and mixed-precision options (fusedadam.precision; the defaults are torch's behaviour):
+    master_weights: fp32 master copies of 16-bit parameters, in the state ("master_param").
+    state_dtype: None (torch's choice), torch.float32 or torch.bfloat16 for exp_avg / exp_avg_sq.
+    rounding: "nearest" | "stochastic" (bf16 parameters without master weights).
+    kahan_summation: a bf16 compensation buffer for bf16 parameters without master weights.
+    rounding_seed: the seed of stochastic rounding (default: torch.initial_seed()).
     """
 
     _step_supports_amp_scaling = True
@@ -87,10 +96,19 @@ class FusedAdam(torch.optim.Optimizer):
                  differentiable: bool = False,
                  fused: bool | None = None,
                  decoupled_weight_decay: bool = False,
-                 backend: str = "auto"):
+                 backend: str = "auto",
+                 master_weights: bool = False,
+                 state_dtype: torch.dtype | None = None,
+                 rounding: str = "nearest",
+                 kahan_summation: bool = False,
+                 rounding_seed: int | None = None):
+        if rounding_seed is None:
+            rounding_seed = torch.initial_seed() % 2**64  # reproducible under torch.manual_seed; draws nothing
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable, differentiable=differentiable,
-                        fused=fused, decoupled_weight_decay=decoupled_weight_decay, backend=backend)
+                        fused=fused, decoupled_weight_decay=decoupled_weight_decay, backend=backend,
+                        master_weights=master_weights, state_dtype=state_dtype, rounding=rounding,
+                        kahan_summation=kahan_summation, rounding_seed=rounding_seed)
         check_hyperparameters(defaults)
         self._plans: dict[int, _GroupPlan] = {}
         self._configs: dict[int, tuple] = {}
@@ -123,7 +141,8 @@ class FusedAdam(torch.optim.Optimizer):
             p = entry[1] if isinstance(entry, tuple) else entry
             where = f"parameter {i} of param group {index}"
             check_param(p, where)
-            resolve(filled["backend"], p, where)
+            backend = resolve(filled["backend"], p, where)
+            check_precision_applies(filled, p, backend, lambda: native_refusal(p), where)
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -135,8 +154,27 @@ class FusedAdam(torch.optim.Optimizer):
         self._configs = {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's load_state_dict, except that (1) torch casts every floating-point state tensor to its parameter's
+        dtype, which would round an fp32 master copy or fp32 moments of a bf16 parameter, so those are set aside
+        and restored as saved (the next step converts them if this optimizer's options differ); (2) a saved group
+        without the precision options (a torch.optim.Adam checkpoint) keeps this optimizer's."""
         _check_loadable(self, state_dict)
-        super().load_state_dict(state_dict)  # ends in __setstate__, which drops every cached plan
+        configured = [{k: group[k] for k in _PRECISION_OPTIONS} for group in self.param_groups]
+        saved_ids = list(chain.from_iterable(g["params"] for g in state_dict["param_groups"]))
+        set_aside = {pid: {k: v for k, v in state_dict["state"][pid].items()
+                           if k in _STATE_TENSORS and isinstance(v, torch.Tensor)}
+                     for pid in saved_ids if pid in state_dict["state"]}
+        rest = {pid: {k: v for k, v in entry.items() if k not in set_aside.get(pid, {})}
+                for pid, entry in state_dict["state"].items()}
+        super().load_state_dict({**state_dict, "state": rest})  # ends in __setstate__: every plan is dropped
+        params = chain.from_iterable(g["params"] for g in self.param_groups)
+        for saved_id, p in zip(saved_ids, params):
+            for key, value in set_aside.get(saved_id, {}).items():
+                self.state[p][key] = value.to(device=p.device, copy=True)
+        for group, saved, options in zip(self.param_groups, state_dict["param_groups"], configured):
+            for key, value in options.items():
+                if key not in saved:
+                    group[key] = value
 
     @property
     def backends(self) -> list[dict[tuple[str, torch.dtype], str]]:
@@ -170,8 +208,9 @@ class FusedAdam(torch.optim.Optimizer):
             if plan is None or not plan.fits(group) or not plan.gather_grads():
                 rebuilds.append((index, group, self._partition(index, group)))
         # 2. Create missing state and rebuild the plans whose parameters or gradients changed.
+        salts = _salts(self.param_groups) if rebuilds else {}
         for index, group, partitions in rebuilds:
-            self._plans[index] = self._build_plan(group, partitions)
+            self._plans[index] = self._build_plan(group, partitions, salts)
         # 3. Run.
         scaling = AmpScaling.of(self)
         for index, config in enumerate(configs):
@@ -188,19 +227,30 @@ class FusedAdam(torch.optim.Optimizer):
         scaling = AmpScaling.of(self)
         grad_scale, found_inf = (scaling.grad_scale, scaling.found_inf) if scaling else (None, None)
         partitions = [(group, self._partition(index, group)) for index, group in enumerate(self.param_groups)]
+        salts = _salts(self.param_groups)
         for group, parts in partitions:
             lr = group["lr"] if isinstance(group["lr"], torch.Tensor) else torch.tensor(group["lr"])
             beta1, beta2 = group["betas"]
+            seed = group["rounding_seed"]
             for part in parts:
                 for p in part.params:
                     self._init_state(p, group)
                 states = [self.state[p] for p in part.params]
-                adam_step_(part.params, part.grads, [s["exp_avg"] for s in states],
-                           [s["exp_avg_sq"] for s in states],
-                           [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
-                           [s["step"] for s in states], lr, float(beta1), float(beta2), float(group["eps"]),
-                           float(group["weight_decay"]), group["amsgrad"], group["maximize"],
-                           group["decoupled_weight_decay"], "torch" if part.sharded else part.backend,
+                precision = precision_of(group, part.params[0].dtype)
+                if part.sharded and not precision.is_torchs(part.params[0].dtype):
+                    raise NotImplementedError("fusedadam: under torch.compile, DTensor parameters are stepped by the "
+                                              "torch backend, which has no low-precision modes; step them eagerly")
+
+                def listed(key, wanted):
+                    return [s[key] for s in states] if wanted else []
+
+                adam_step_(part.params, part.grads, listed("exp_avg", True), listed("exp_avg_sq", True),
+                           listed("max_exp_avg_sq", group["amsgrad"]), listed(MASTER_KEY, precision.master),
+                           listed(COMPENSATION_KEY, precision.compensation), listed("step", True), lr, float(beta1),
+                           float(beta2), float(group["eps"]), float(group["weight_decay"]), group["amsgrad"],
+                           group["maximize"], group["decoupled_weight_decay"],
+                           "torch" if part.sharded else part.backend, precision.update,
+                           seed - 2**64 if seed >= 2**63 else seed, [salts[id(p)] for p in part.params],
                            grad_scale, found_inf)
         self._plans = {}  # eager steps after compiled ones rebuild their tables from the state as it now is
 
@@ -214,34 +264,49 @@ class FusedAdam(torch.optim.Optimizer):
             where = f"parameter {i}{f' ({names[i]!r})' if names else ''} of param group {index}"
             check_grad(p, grad, where)
             backend = resolve(group["backend"], p, where)
+            check_precision_applies(group, p, backend, lambda: native_refusal(p), where)
             sharded = backend != "torch" and local_shard(p) is not None
             part = partitions.setdefault((backend, sharded, p.device, p.dtype), _Partition(backend, sharded))
             part.params.append(p)
             part.grads.append(grad)
         return list(partitions.values())
 
-    def _build_plan(self, group: dict, partitions: list[_Partition]) -> _GroupPlan:
+    def _build_plan(self, group: dict, partitions: list[_Partition], salts: dict[int, int]) -> _GroupPlan:
         runners = []
         for part in partitions:
             for p in part.params:
                 self._init_state(p, group)
-            runner = make_runner(part.backend, part.params, self.state.__getitem__, group["amsgrad"], part.sharded)
+            layout = StateLayout(amsgrad=group["amsgrad"], precision=precision_of(group, part.params[0].dtype),
+                                 salts=tuple(salts[id(p)] for p in part.params))
+            runner = make_runner(part.backend, part.params, self.state.__getitem__, layout, part.sharded)
             runner.set_grads(part.grads)
             runners.append(runner)
-        return _GroupPlan(params_list=group["params"], num_params=len(group["params"]), amsgrad=group["amsgrad"],
+        return _GroupPlan(params_list=group["params"], num_params=len(group["params"]), storage=_storage_options(group),
                           runners=runners, without_grad=[p for p in group["params"] if p.grad is None])
 
     def _init_state(self, p: torch.Tensor, group: dict) -> None:
-        """torch.optim.Adam's lazy state: created at a parameter's first step with a gradient."""
+        """torch.optim.Adam's lazy state, created at a parameter's first step with a gradient, stored as the
+        group's precision options say. State that exists in another storage (a checkpoint, options changed
+        between steps) is converted: moments cast, a master copy made from the parameter, a compensation
+        buffer started at zero, whatever the options no longer ask for dropped."""
         state = self.state[p]
+        precision = precision_of(group, p.dtype)
         if len(state) == 0:
             on_device = group["capturable"] or group["fused"]
             state["step"] = (torch.zeros((), dtype=torch.float32, device=p.device) if on_device
                              else torch.tensor(0.0, dtype=torch.float32))
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        if group["amsgrad"] and "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        wanted = precision.state_keys(group["amsgrad"])
+        for key in wanted:
+            value = state.get(key)
+            if value is None and key == MASTER_KEY:
+                state[key] = torch.empty_like(p, dtype=torch.float32).copy_(p.detach())
+            elif value is None:
+                state[key] = torch.zeros_like(p, dtype=precision.dtype_of(key), memory_format=torch.preserve_format)
+            elif value.dtype != precision.dtype_of(key):
+                state[key] = torch.empty_like(p, dtype=precision.dtype_of(key)).copy_(value)
+        for key in (MASTER_KEY, COMPENSATION_KEY):
+            if key not in wanted:
+                state.pop(key, None)
 
 
 class FusedAdamW(FusedAdam):
@@ -252,10 +317,14 @@ class FusedAdamW(FusedAdam):
                  betas: tuple[float | torch.Tensor, float | torch.Tensor] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
                  maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
-                 differentiable: bool = False, fused: bool | None = None, backend: str = "auto"):
+                 differentiable: bool = False, fused: bool | None = None, backend: str = "auto",
+                 master_weights: bool = False, state_dtype: torch.dtype | None = None, rounding: str = "nearest",
+                 kahan_summation: bool = False, rounding_seed: int | None = None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          foreach=foreach, maximize=maximize, capturable=capturable, differentiable=differentiable,
-                         fused=fused, decoupled_weight_decay=True, backend=backend)
+                         fused=fused, decoupled_weight_decay=True, backend=backend, master_weights=master_weights,
+                         state_dtype=state_dtype, rounding=rounding, kahan_summation=kahan_summation,
+                         rounding_seed=rounding_seed)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -264,7 +333,17 @@ class FusedAdamW(FusedAdam):
 
 
 _CONFIG_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay", "foreach",
-                "fused", "capturable", "differentiable", "backend")
+                "fused", "capturable", "differentiable", "backend", *_PRECISION_OPTIONS)
+
+
+def _storage_options(group: dict) -> tuple:
+    return (group["amsgrad"], *(group[k] for k in PRECISION_DEFAULTS))
+
+
+def _salts(param_groups: list[dict]) -> dict[int, int]:
+    """Each parameter's index in the optimizer (its state_dict id): the salt of its rounding bits."""
+    params = chain.from_iterable(g["params"] for g in param_groups)
+    return {id(p): index for index, p in enumerate(params)}
 
 
 def _step_config(group: dict, index: int, cache: dict[int, tuple]) -> StepConfig:
@@ -280,7 +359,8 @@ def _step_config(group: dict, index: int, cache: dict[int, tuple]) -> StepConfig
     config = StepConfig(lr=group["lr"], beta1=beta1, beta2=beta2, eps=float(group["eps"]),
                         weight_decay=float(group["weight_decay"]), amsgrad=group["amsgrad"],
                         maximize=group["maximize"], decoupled_weight_decay=group["decoupled_weight_decay"],
-                        foreach=group["foreach"], fused=group["fused"], capturable=group["capturable"])
+                        foreach=group["foreach"], fused=group["fused"], capturable=group["capturable"],
+                        rounding_seed=group["rounding_seed"])
     cache[index] = (key, config)
     return config
 

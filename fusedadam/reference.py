@@ -70,3 +70,95 @@ def reference_adam_step(s: ReferenceState, grad: torch.Tensor, cfg: AdamConfig) 
     m_hat = s.exp_avg / bias_correction1
     v_hat_sqrt = second_moment.sqrt() / bias_correction2 ** 0.5
     s.param.sub_(lr * m_hat / (v_hat_sqrt + eps))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The low-memory and mixed-precision modes (fusedadam.precision), emulated: Algorithm 1 in float64, with every value
+# the kernels store rounded exactly as they round it (to nearest even in the storage dtype, from the fp32 value the
+# kernels compute; stochastically with the same random bits; Kahan's compensation in bf16).
+
+_MASK32 = 0xFFFFFFFF
+
+
+def mix32(h: torch.Tensor) -> torch.Tensor:
+    """murmur3's 32-bit finalizer on int64 tensors holding uint32 values (csrc/param_update.h mix32)."""
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & _MASK32
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & _MASK32
+    return h ^ (h >> 16)
+
+
+def rounding_key(seed: int, salt: int, step: int) -> int:
+    """The random stream of one tensor at one step (csrc/param_update.h rounding_key)."""
+    h = int(mix32(torch.tensor((seed & _MASK32) ^ 0x3C6EF372)))
+    h = int(mix32(torch.tensor(h ^ (seed >> 32))))
+    h = int(mix32(torch.tensor(h ^ (salt & _MASK32))))
+    return int(mix32(torch.tensor(h ^ (step & _MASK32))))
+
+
+def rounding_bits(key: int, numel: int) -> torch.Tensor:
+    """The 32 random bits of elements 0..numel-1 of a tensor whose stream is `key`, as int64."""
+    index = torch.arange(numel, dtype=torch.int64)
+    low, high = index & _MASK32, index >> 32
+    return mix32(key ^ ((low * 0x9E3779B1) & _MASK32) ^ ((high * 0x85EBCA77) & _MASK32))
+
+
+def round_to_bf16_stochastically(x: torch.Tensor, random: torch.Tensor) -> torch.Tensor:
+    """fp32 `x` to bf16 with `random`'s upper 16 bits added below the kept ones (unbiased); inf and NaN kept."""
+    bits = x.float().view(torch.int32).to(torch.int64) & _MASK32
+    rounded = ((bits + (random >> 16)) & 0xFFFF0000).to(torch.int64)
+    as_float = (rounded - ((rounded >> 31) << 32)).to(torch.int32).view(torch.float32)
+    return torch.where(torch.isfinite(x.float()), as_float, x.float()).to(torch.bfloat16)
+
+
+def stored(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A float64 result as the kernels store it: computed in fp32 (fp64 for fp64 storage), rounded to `dtype`."""
+    if dtype == torch.float64:
+        return x.clone()
+    return x.float().to(dtype).double()
+
+
+@dataclass
+class EmulatedState:
+    """One parameter in a low-precision mode: every tensor float64, holding exactly the values storage holds."""
+
+    param: torch.Tensor
+    param_dtype: torch.dtype
+    state_dtype: torch.dtype
+    update: str  # fusedadam.precision.PARAM_UPDATE_CODES
+    exp_avg: torch.Tensor
+    exp_avg_sq: torch.Tensor
+    max_exp_avg_sq: torch.Tensor
+    master: torch.Tensor | None = None
+    compensation: torch.Tensor | None = None
+    step: int = 0
+
+
+def emulated_adam_step(s: EmulatedState, grad: torch.Tensor, cfg: AdamConfig, seed: int = 0, salt: int = 0) -> None:
+    """One step of the mode, in place on `s`: Algorithm 1 in float64 on the stored values, then each result
+    rounded where and as the mode stores it."""
+    before = (s.master if s.update == "master" else s.param).clone()
+    moments = ReferenceState(before.clone(), s.exp_avg.clone(), s.exp_avg_sq.clone(), s.max_exp_avg_sq.clone(),
+                             s.step)
+    reference_adam_step(moments, grad, cfg)
+    s.step = moments.step
+    s.exp_avg = stored(moments.exp_avg, s.state_dtype)
+    s.exp_avg_sq = stored(moments.exp_avg_sq, s.state_dtype)
+    if cfg.amsgrad:
+        s.max_exp_avg_sq = stored(moments.max_exp_avg_sq, s.state_dtype)
+    after = moments.param
+    if s.update == "master":
+        s.master = stored(after, torch.float32)
+        s.param = stored(s.master, s.param_dtype)
+    elif s.update == "stochastic":
+        random = rounding_bits(rounding_key(seed, salt, s.step), after.numel()).view(after.shape)
+        s.param = round_to_bf16_stochastically(after.float(), random).double()
+    elif s.update == "kahan":
+        # csrc/param_update.h: each operation in fp32, the new parameter and the compensation rounded to bf16.
+        update = (after.float() - before.float()) + s.compensation.float()
+        new_param = (before.float() + update).to(torch.bfloat16).float()
+        s.compensation = (update - (new_param - before.float())).to(torch.bfloat16).double()
+        s.param = new_param.double()
+    else:
+        s.param = stored(after, s.param_dtype)

@@ -6,6 +6,8 @@ from numbers import Real
 
 import torch
 
+from .precision import PRECISION_DEFAULTS, check_precision_options, needs_native_backend, precision_unsupported_reason
+
 BACKEND_NAMES = ("auto", "cpu", "cuda", "triton", "torch")
 
 
@@ -58,6 +60,7 @@ def check_hyperparameters(group: dict, where: str = "") -> None:
     for flag in ("foreach", "fused"):
         if group.get(flag) not in (None, True, False):
             raise ValueError(f"{flag}{where} must be None, True or False, got {group[flag]!r}")
+    check_precision_options(group, where)
 
 
 def check_param(p, where: str) -> None:
@@ -66,6 +69,20 @@ def check_param(p, where: str) -> None:
     if not (p.is_floating_point() or p.is_complex()):
         raise ValueError(f"{where} has dtype {p.dtype}: Adam only optimizes floating-point (or complex) tensors; "
                          "leave integer tensors out of the optimizer")
+
+
+def check_precision_applies(group: dict, p: torch.Tensor, backend: str, refusal, where: str) -> None:
+    """Raises ValueError when the group's precision options cannot apply to `p`, stepped by `backend`;
+    `refusal()` says why no native backend steps it."""
+    reason = precision_unsupported_reason(group, p)
+    if reason is not None:
+        raise ValueError(f"{where}: {reason}")
+    if backend == "torch" and needs_native_backend(group, p):
+        options = ", ".join(f"{k}={group[k]!r}" for k, v in PRECISION_DEFAULTS.items() if group.get(k, v) != v)
+        why = "backend='torch' was asked for" if group.get("backend") == "torch" else refusal()
+        raise ValueError(f"{where}: {options} runs in the native kernels only (cpu, cuda, triton), and none steps this "
+                         f"parameter ({why}); drop the option for it (a param group of its own) or use "
+                         "backend='auto'")
 
 
 def check_grad(p: torch.Tensor, grad: torch.Tensor, where: str) -> None:

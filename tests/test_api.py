@@ -41,13 +41,18 @@ def test_constructor_signature_and_defaults_match_torch(ours, theirs):
         assert name in mine, f"{ours.__name__} lacks torch's argument {name!r}"
         assert mine[name].default == param.default, name
         assert mine[name].kind == param.kind, name
-    assert mine["backend"].default == "auto" and mine["backend"].kind == inspect.Parameter.KEYWORD_ONLY
+    ours_only = {"backend": "auto", "master_weights": False, "state_dtype": None, "rounding": "nearest",
+                 "kahan_summation": False, "rounding_seed": None}
+    assert set(mine) - set(torch_params) == set(ours_only)
+    for name, default in ours_only.items():
+        assert mine[name].default == default and mine[name].kind == inspect.Parameter.KEYWORD_ONLY, name
 
 
 @pytest.mark.parametrize("ours, theirs", [(FusedAdam, torch.optim.Adam), (FusedAdamW, torch.optim.AdamW)])
 def test_param_group_keys_and_values_match_torch(ours, theirs):
     a, b = ours(_model().parameters()), theirs(_model().parameters())
-    assert {k: v for k, v in a.param_groups[0].items() if k not in ("params", "backend")} == \
+    ours_only = ("params", "backend", "master_weights", "state_dtype", "rounding", "kahan_summation", "rounding_seed")
+    assert {k: v for k, v in a.param_groups[0].items() if k not in ours_only} == \
         {k: v for k, v in b.param_groups[0].items() if k != "params"}
 
 

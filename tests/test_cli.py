@@ -43,6 +43,23 @@ def test_bytes_per_param_follow_dtype_and_amsgrad(tmp_path):
     assert all(r["bytes_per_param"] == 18 and r["dtype"] == "bfloat16" for r in rows)  # 9 accesses x 2 bytes
 
 
+def test_precision_mode_rows_count_the_bytes_their_mode_moves(tmp_path, capsys):
+    path = tmp_path / "report.json"
+    impls = ["fusedadam-cpu", "fusedadam-cpu+master", "fusedadam-cpu+bf16-states", "fusedadam-cpu+stochastic",
+             "fusedadam-cpu+kahan"]
+    assert main(["bench", "--presets", "flat-10k", "--impls", *impls, "--repeats", "1", "--dtype", "bf16", "fp32",
+                 "--json", str(path)]) == 0
+    moved = {(r["impl"], r["dtype"]): r["bytes_per_param"] for r in json.loads(path.read_text())["results"]}
+    assert moved == {("fusedadam-cpu", "bfloat16"): 14, ("fusedadam-cpu+master", "bfloat16"): 28,
+                     ("fusedadam-cpu+stochastic", "bfloat16"): 14, ("fusedadam-cpu+kahan", "bfloat16"): 18,
+                     ("fusedadam-cpu", "float32"): 28, ("fusedadam-cpu+bf16-states", "float32"): 20,
+                     ("ceiling (4R+3W probe)", "bfloat16"): 14, ("ceiling (4R+3W probe)", "float32"): 28}
+    # bf16 states on bf16 parameters, and the bf16-only modes on fp32 ones, would repeat a plain row: left out, said so.
+    err = capsys.readouterr().err
+    assert "fusedadam-cpu+bf16-states skipped for bfloat16: its options change nothing" in err
+    assert "fusedadam-cpu+master skipped for float32" in err
+
+
 def test_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib", reason="--plot needs matplotlib")
     path = tmp_path / "chart.png"

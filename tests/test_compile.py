@@ -31,15 +31,43 @@ def _train_step(model, optimizer, data):
     optimizer.zero_grad()
 
 
-def test_opcheck():
-    params = [torch.randn(5), torch.randn(3, 2)]
+@pytest.mark.parametrize("dtype, update", [(torch.float32, "nearest"), (torch.bfloat16, "master"),
+                                           (torch.bfloat16, "kahan"), (torch.bfloat16, "stochastic")])
+def test_opcheck(dtype, update):
+    params = [torch.randn(5).to(dtype), torch.randn(3, 2).to(dtype)]
+    state_dtype = torch.float32 if update == "master" else dtype
+    masters = [p.float() for p in params] if update == "master" else []
+    compensations = [torch.zeros_like(p) for p in params] if update == "kahan" else []
     args = ([p.clone() for p in params], [torch.randn_like(p) for p in params],
-            [torch.randn_like(p) for p in params], [torch.rand_like(p) for p in params], [],
+            [torch.randn_like(p, dtype=state_dtype) for p in params],
+            [torch.rand_like(p, dtype=state_dtype) for p in params], [], masters, compensations,
             [torch.tensor(2.0), torch.tensor(2.0)], torch.tensor(1e-2), 0.9, 0.99, 1e-8, 0.1, False, False, True,
-            "cpu", None, None)
+            "cpu", update, -5, [0, 1], None, None)
     torch.library.opcheck(torch.ops.fusedadam.adam_step_.default, args)
     adam_step_(*args)  # and it steps: the counters advanced in place
-    assert [s.item() for s in args[5]] == [3.0, 3.0]
+    assert [s.item() for s in args[7]] == [3.0, 3.0]
+
+
+@pytest.mark.parametrize("options", [dict(master_weights=True), dict(kahan_summation=True),
+                                     dict(rounding="stochastic", state_dtype=torch.float32)],
+                         ids=["master", "kahan", "stochastic"])
+def test_compiled_steps_of_the_precision_modes_equal_eager_ones(options):
+    """The same gradients, one optimizer stepped through torch.compile (the custom op), one eagerly: the same bits."""
+    compiled_params = [p.detach().to(torch.bfloat16) for p in _model().parameters()]
+    eager_params = [p.clone() for p in compiled_params]
+    compiled = FusedAdamW(compiled_params, lr=0.01, rounding_seed=3, **options)
+    eager = FusedAdamW(eager_params, lr=0.01, rounding_seed=3, **options)
+    step = torch.compile(compiled.step)
+    for _ in range(3):
+        for p, q in zip(compiled_params, eager_params):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        step()
+        eager.step()
+    for p, q in zip(compiled_params, eager_params):
+        assert torch.equal(p, q)
+        for key, value in eager.state[q].items():
+            assert torch.equal(compiled.state[p][key], value), key
 
 
 def test_compiled_training_step_matches_eager_without_breaking_the_step():

@@ -19,3 +19,15 @@ def test_char_transformer_loss_curves_agree(tmp_path):
     assert result["max_abs_difference"] < 1e-4
     assert fused_losses[-1] < fused_losses[0] - 0.5
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_precision_modes_example_trains_in_every_mode(tmp_path):
+    spec = importlib.util.spec_from_file_location("precision_modes", EXAMPLE.with_name("precision_modes.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "losses.json"
+    assert example.main(["--steps", "8", "--batch", "4", "--json", str(out)]) == 0
+    curves = json.loads(out.read_text())["curves"]
+    assert set(curves) == set(example.RUNS)
+    for label, losses in curves.items():
+        assert len(losses) == 8 and losses[-1] < losses[0] - 0.3, label

@@ -5,7 +5,9 @@ import torch
 
 import fusedadam._C as C
 from fusedadam import FusedAdam
+from fusedadam.backends.base import StateLayout
 from fusedadam.backends.native_table import PartitionTable, gather_steps
+from fusedadam.precision import Precision
 
 LAYOUT = C.launch_table
 
@@ -16,7 +18,8 @@ def _table(shapes, amsgrad=False):
         p.grad = torch.randn_like(p)
     states = [{"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p),
                **({"max_exp_avg_sq": torch.zeros_like(p)} if amsgrad else {})} for p in params]
-    table = PartitionTable(params, states, amsgrad, gather_steps(states, torch.device("cpu")))
+    layout = StateLayout(amsgrad, Precision(torch.float32), salts=tuple(range(len(params))))
+    table = PartitionTable(params, states, layout, gather_steps(states, torch.device("cpu")))
     assert table.gather_grads()
     return params, states, table
 
@@ -38,6 +41,27 @@ def test_tensor_rows_hold_every_address_and_numel():
         assert row[LAYOUT.EXP_AVG_SQ] == s["exp_avg_sq"].data_ptr()
         assert row[LAYOUT.MAX_EXP_AVG_SQ] == s["max_exp_avg_sq"].data_ptr()
         assert row[LAYOUT.NUMEL] == p.numel()
+        assert row[LAYOUT.MASTER] == 0 and row[LAYOUT.COMPENSATION] == 0
+
+
+def test_rows_of_master_weights_and_kahan_hold_their_buffers_and_salts():
+    for update, key in (("master", "master_param"), ("kahan", "kahan_compensation")):
+        params = [torch.randn(s).to(torch.bfloat16) for s in ((70,), (3, 4))]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        dtype = torch.float32 if update == "master" else torch.bfloat16
+        states = [{"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p),
+                   key: torch.zeros_like(p, dtype=dtype)} for p in params]
+        layout = StateLayout(False, Precision(torch.bfloat16, update), salts=(11, 2**32 + 5))
+        table = PartitionTable(params, states, layout, gather_steps(states, torch.device("cpu")))
+        assert table.gather_grads()
+        buffer, _, _ = _write(table, 64)
+        rows = buffer[:len(params) * LAYOUT.TENSOR_COLUMNS].view(len(params), LAYOUT.TENSOR_COLUMNS).tolist()
+        column = LAYOUT.MASTER if update == "master" else LAYOUT.COMPENSATION
+        other = LAYOUT.COMPENSATION if update == "master" else LAYOUT.MASTER
+        for row, s in zip(rows, states):
+            assert row[column] == s[key].data_ptr() and row[other] == 0
+        assert [row[LAYOUT.SALT] for row in rows] == [11, 5]  # salts are 32-bit
 
 
 def test_chunk_rows_cover_every_element_once():
@@ -58,7 +82,8 @@ def test_alignment_is_reported():
     p = storage[1:101]  # 4 bytes past a 16-byte boundary
     p.grad = torch.randn(100)
     states = [{"step": torch.tensor(0.0), "exp_avg": torch.zeros(100), "exp_avg_sq": torch.zeros(100)}]
-    table = PartitionTable([p], states, False, gather_steps(states, torch.device("cpu")))
+    layout = StateLayout(False, Precision(torch.float32), salts=(0,))
+    table = PartitionTable([p], states, layout, gather_steps(states, torch.device("cpu")))
     assert table.gather_grads()
     assert _write(table, 64)[2] is False
     assert _write(_table([(100,)])[2], 64)[2] is True

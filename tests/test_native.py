@@ -70,9 +70,10 @@ def test_cuda_entry_points_fail_clearly_without_a_gpu():
     with pytest.raises(RuntimeError, match=r"fusedadam: cudaGetDeviceCount failed: cuda\w+: .+|built without CUDA"):
         C.cuda_device_count()
     with pytest.raises(RuntimeError, match=r"fusedadam: cuda\w+ failed: cuda\w+: .+|built without CUDA"):
-        C.adam_step_cuda(device=0, stream=0, table=0, num_tensors=0, num_chunks=0, chunk_size=64, dtype=0, steps=0,
-                         done_counter=0, lr=1e-3, lr_on_device=0, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0,
-                         weight_decay_mode=0, amsgrad=False, maximize=False, grad_scale=0, found_inf=0)
+        C.adam_step_cuda(device=0, stream=0, table=0, num_tensors=0, num_chunks=0, chunk_size=64, dtype=0,
+                         state_dtype=0, param_update=0, steps=0, done_counter=0, lr=1e-3, lr_on_device=0, beta1=0.9,
+                         beta2=0.999, eps=1e-8, weight_decay=0, weight_decay_mode=0, amsgrad=False, maximize=False,
+                         seed=0, grad_scale=0, found_inf=0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a GPU")

@@ -16,15 +16,25 @@ from fusedadam.triton_kernels.multi_tensor_adam import multi_tensor_adam_kernel 
 
 POINTERS = {"table": "*i64", "steps": "*fp32", "done_counter": "*i32", "lr_pointer": "*fp32", "grad_scale": "*fp32",
             "found_inf": "*fp32"}
-INTEGERS = ("num_tensors", "num_chunks")
+INTEGERS = ("num_tensors", "num_chunks", "seed_low", "seed_high")
+NEAREST, MASTER, STOCHASTIC, KAHAN = range(4)  # csrc/param_update.h ParamUpdate
 
 
 def variants():
-    """Every storage dtype, and every mode flag on in one variant and off in another."""
+    """Every storage dtype with every mode flag on in one variant and off in another; then every parameter update
+    (precision.py), with everything on."""
+    def variant(param, state, update, everything):
+        return dict(PARAM_DTYPE=param, STATE_DTYPE=state, UPDATE=update, CHUNK_SIZE=GPU_CHUNK_SIZE, BLOCK=GPU_BLOCK,
+                    ALIGNED=True, WEIGHT_DECAY=2 if everything else 1, AMSGRAD=everything, MAXIMIZE=everything,
+                    LR_ON_DEVICE=everything, GRAD_SCALE=everything, FOUND_INF=everything, PARAM_BITS=False,
+                    STATE_BITS=False)
     for storage, everything in itertools.product((tl.float32, tl.float16, tl.bfloat16), (False, True)):
-        yield dict(STORAGE=storage, CHUNK_SIZE=GPU_CHUNK_SIZE, BLOCK=GPU_BLOCK, ALIGNED=True,
-                   WEIGHT_DECAY=2 if everything else 1, AMSGRAD=everything, MAXIMIZE=everything,
-                   LR_ON_DEVICE=everything, GRAD_SCALE=everything, FOUND_INF=everything, BF16_AS_BITS=False)
+        yield variant(storage, storage, NEAREST, everything)
+    yield variant(tl.float32, tl.bfloat16, NEAREST, True)
+    yield variant(tl.bfloat16, tl.float32, MASTER, True)
+    yield variant(tl.float16, tl.bfloat16, MASTER, True)
+    yield variant(tl.bfloat16, tl.bfloat16, STOCHASTIC, True)
+    yield variant(tl.bfloat16, tl.bfloat16, KAHAN, True)
 
 
 def main(archs):
@@ -35,7 +45,9 @@ def main(archs):
         compiled = triton.compile(ASTSource(kernel, signature, constexprs=constexprs),
                                   target=GPUTarget("cuda", arch, 32), options={"enable_fp_fusion": True})
         ptx = compiled.asm["ptx"]
-        print(json.dumps({"arch": arch, "storage": str(constexprs["STORAGE"]), "amsgrad": constexprs["AMSGRAD"],
+        print(json.dumps({"arch": arch, "param": str(constexprs["PARAM_DTYPE"]),
+                          "state": str(constexprs["STATE_DTYPE"]),
+                          "update": constexprs["UPDATE"], "amsgrad": constexprs["AMSGRAD"],
                           "cubin_bytes": len(compiled.asm["cubin"]),
                           "vector_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
                           "vector_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),

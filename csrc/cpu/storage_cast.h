@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../float_bits.h"
+
 namespace fusedadam::cpu {
 
 struct BFloat16 {
@@ -32,18 +34,6 @@ using opmath_t = typename OpmathOf<Storage>::type;
 
 inline float load(float x) { return x; }
 inline double load(double x) { return x; }
-inline float bits_to_float(uint32_t bits) {
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-inline uint32_t float_to_bits(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof bits);
-  return bits;
-}
-
 inline float load(Float16 x) {
   const uint32_t sign = static_cast<uint32_t>(x.bits & 0x8000u) << 16;
   const uint32_t exponent_mantissa = static_cast<uint32_t>(x.bits & 0x7fffu) << 13;
@@ -53,11 +43,11 @@ inline float load(Float16 x) {
   // Inf and NaN: all-ones exponent.
   const uint32_t special = exponent_mantissa + ((255u - 31u) << 23);
   // Zero and subnormals: let the FPU normalize mantissa * 2^-24 exactly.
-  const float subnormal_magic = bits_to_float(113u << 23);  // 2^-14
+  const float subnormal_magic = float_of_bits(113u << 23);  // 2^-14
   const uint32_t subnormal =
-      float_to_bits(bits_to_float(exponent_mantissa + ((127u - 15u) << 23) + (1u << 23)) - subnormal_magic);
+      float_bits(float_of_bits(exponent_mantissa + ((127u - 15u) << 23) + (1u << 23)) - subnormal_magic);
   const uint32_t magnitude = exponent == 0x0f800000u ? special : (exponent == 0 ? subnormal : normal);
-  return bits_to_float(sign | magnitude);
+  return float_of_bits(sign | magnitude);
 }
 inline float load(BFloat16 x) {
   const uint32_t bits = static_cast<uint32_t>(x.bits) << 16;
@@ -69,14 +59,14 @@ inline float load(BFloat16 x) {
 inline void store(float& dst, float x) { dst = x; }
 inline void store(double& dst, double x) { dst = x; }
 inline void store(Float16& dst, float x) {
-  const uint32_t bits = float_to_bits(x);
+  const uint32_t bits = float_bits(x);
   const uint32_t sign = (bits >> 16) & 0x8000u;
   const uint32_t magnitude = bits & 0x7fffffffu;
   // Too large (or inf): inf; NaN: a quiet NaN.
   const uint32_t overflow = magnitude > 0x7f800000u ? 0x7e00u : 0x7c00u;
   // Below the smallest normal fp16: adding 0.5 in this float's scale rounds the mantissa to nearest even.
-  const float denormal_magic = bits_to_float(((127u - 15u) + (23u - 10u) + 1u) << 23);
-  const uint32_t subnormal = float_to_bits(bits_to_float(magnitude) + denormal_magic) - float_to_bits(denormal_magic);
+  const float denormal_magic = float_of_bits(((127u - 15u) + (23u - 10u) + 1u) << 23);
+  const uint32_t subnormal = float_bits(float_of_bits(magnitude) + denormal_magic) - float_bits(denormal_magic);
   // Normal: rebias the exponent, round to nearest even on the 13 dropped bits.
   const uint32_t odd = (magnitude >> 13) & 1u;
   const uint32_t normal = (magnitude + ((15u - 127u) << 23) + 0xfffu + odd) >> 13;

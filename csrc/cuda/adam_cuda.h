@@ -14,7 +14,9 @@ struct AdamLaunchParams {
   int64_t num_tensors;
   int64_t num_chunks;
   int64_t chunk_size;        // a multiple of 64 elements
-  DType dtype;
+  DType dtype;                 // of the parameters and gradients
+  DType state_dtype;           // of exp_avg, exp_avg_sq, max_exp_avg_sq
+  ParamUpdate param_update;    // param_update.h
   float* steps;              // device, one float32 counter per tensor, advanced by the kernel
   unsigned int* done_counter;  // device, zero between launches
   double lr;
@@ -23,6 +25,7 @@ struct AdamLaunchParams {
   WeightDecay weight_decay_mode;
   bool amsgrad;
   bool maximize;
+  uint64_t seed;               // of stochastic rounding
   const float* grad_scale;     // GradScaler: gradients are divided by it (and written back), or nullptr
   const float* found_inf;      // GradScaler: when non-zero the whole step is skipped, or nullptr
 };

@@ -6,7 +6,16 @@
 
 #include <cstdint>
 
+#include "../tensor_table.h"
+
 namespace fusedadam::cuda {
+
+template <DType kDType> struct StorageOf;
+template <> struct StorageOf<DType::kFloat32> { using type = float; };
+template <> struct StorageOf<DType::kFloat64> { using type = double; };
+template <> struct StorageOf<DType::kFloat16> { using type = __half; };
+template <> struct StorageOf<DType::kBFloat16> { using type = __nv_bfloat16; };
+template <DType kDType> using storage_t = typename StorageOf<kDType>::type;
 
 template <typename Storage> struct Opmath { using type = float; };
 template <> struct Opmath<double> { using type = double; };
@@ -25,22 +34,23 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_opmath<__nv_bfloat16>(
   return __float2bfloat16_rn(x);
 }
 
-// kSize elements of one 16-byte access: 4 fp32, 2 fp64, 8 fp16 or bf16 (torch's kernels move 4, only 8
-// bytes for 16-bit types).
-template <typename Storage>
-struct alignas(16) Vector {
-  static constexpr int kSize = 16 / sizeof(Storage);
+
+// kSize consecutive elements moved in 16-byte accesses: one access for 4 fp32, 2 fp64 or 8 fp16 / bf16
+// (torch's kernels move only 8 bytes per access for 16-bit types), two for 8 fp32 beside 16-bit arrays.
+template <typename Storage, int kSize>
+struct alignas(16) Pack {
   Storage values[kSize];
 };
 
-template <typename Storage>
-__device__ __forceinline__ Vector<Storage> load_vector(const Storage* address) {
-  return *reinterpret_cast<const Vector<Storage>*>(address);
+template <int kSize, typename Storage>
+__device__ __forceinline__ Pack<Storage, kSize> load_pack(const Storage* address) {
+  static_assert(kSize * sizeof(Storage) % 16 == 0, "a pack is a whole number of 16-byte accesses");
+  return *reinterpret_cast<const Pack<Storage, kSize>*>(address);
 }
 
-template <typename Storage>
-__device__ __forceinline__ void store_vector(Storage* address, const Vector<Storage>& vector) {
-  *reinterpret_cast<Vector<Storage>*>(address) = vector;
+template <typename Storage, int kSize>
+__device__ __forceinline__ void store_pack(Storage* address, const Pack<Storage, kSize>& pack) {
+  *reinterpret_cast<Pack<Storage, kSize>*>(address) = pack;
 }
 
 __device__ __forceinline__ bool aligned16(const void* address) {

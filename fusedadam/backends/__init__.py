@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Backend, Runner, StepConfig
+from .base import Backend, Runner, StateLayout, StepConfig
 from .cpu import CpuBackend
 from .cuda import CudaBackend
 from .local_shards import LocalShardRunner, local_shard
@@ -42,11 +42,26 @@ def resolve(requested: str, p: torch.Tensor, where: str) -> str:
     return "torch"
 
 
-def make_runner(name: str, params, state_of, amsgrad: bool, sharded: bool) -> Runner:
+def native_refusal(p: torch.Tensor) -> str:
+    """Why no native backend steps `p` here (for errors about options only native kernels run)."""
+    local = local_shard(p)
+    if local is not None:
+        p = local
+    reasons = []
+    for name in AUTO_ORDER.get(p.device.type, ()):
+        backend = BACKENDS[name]
+        reason = backend.unavailable_reason() or backend.unsupported_reason(p)
+        if reason is not None:
+            reasons.append(f"{name}: {reason}")
+    return "; ".join(reasons) or f"there is no native backend for {p.device.type} tensors"
+
+
+def make_runner(name: str, params, state_of, layout: StateLayout, sharded: bool) -> Runner:
     """The runner of one partition; `sharded` when its parameters are DTensors stepped on their local shards."""
     if sharded:
-        return LocalShardRunner(BACKENDS[name], params, state_of, amsgrad)
-    return BACKENDS[name].make_runner(params, state_of, amsgrad)
+        return LocalShardRunner(BACKENDS[name], params, state_of, layout)
+    return BACKENDS[name].make_runner(params, state_of, layout)
 
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "Runner", "StepConfig", "local_shard", "make_runner", "resolve"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "Runner", "StateLayout", "StepConfig", "local_shard", "make_runner",
+           "native_refusal", "resolve"]

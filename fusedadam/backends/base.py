@@ -6,6 +6,7 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
+from ..precision import Precision
 from .amp import AmpScaling
 
 
@@ -24,6 +25,17 @@ class StepConfig:
     foreach: bool | None
     fused: bool | None
     capturable: bool
+    rounding_seed: int = 0
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """What a partition's state holds: amsgrad's extra moment, the storage of every tensor (precision.py), and
+    each parameter's rounding salt (its index in the optimizer, so its stream of random bits is its own)."""
+
+    amsgrad: bool
+    precision: Precision
+    salts: tuple[int, ...]
 
 
 StateOf = Callable[[torch.Tensor], dict]
@@ -53,5 +65,5 @@ class Backend(Protocol):
     def unsupported_reason(self, p: torch.Tensor) -> str | None:
         """Why this backend cannot step this parameter, or None."""
 
-    def make_runner(self, params: Sequence[torch.Tensor], state_of: StateOf, amsgrad: bool) -> Runner:
+    def make_runner(self, params: Sequence[torch.Tensor], state_of: StateOf, layout: StateLayout) -> Runner:
         ...

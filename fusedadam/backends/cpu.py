@@ -9,7 +9,7 @@ from .._native import load_error, native, try_native
 from ..profiling import profiler_range
 from ..layout import kernel_unsupported_reason
 from .amp import AmpScaling, unscale_on_host
-from .base import StateOf, StepConfig
+from .base import StateLayout, StateOf, StepConfig
 from .native_table import DTYPE_CODES, PartitionTable, gather_steps
 
 # How the native calls appear in a torch.profiler trace (python -m fusedadam profile reads these).
@@ -29,9 +29,9 @@ def weight_decay_mode(config: StepConfig) -> int:
 class CpuRunner:
     """One native call per step for the whole partition; the table is built once per plan."""
 
-    def __init__(self, params: Sequence[torch.Tensor], state_of: StateOf, amsgrad: bool):
+    def __init__(self, params: Sequence[torch.Tensor], state_of: StateOf, layout: StateLayout):
         states = [state_of(p) for p in params]
-        self._table = PartitionTable(params, states, amsgrad, gather_steps(states, torch.device("cpu")))
+        self._table = PartitionTable(params, states, layout, gather_steps(states, torch.device("cpu")))
 
     def gather_grads(self) -> bool:
         with profiler_range(GATHER_RANGE):
@@ -54,6 +54,7 @@ class CpuRunner:
                 weight_decay_mode(config),
                 config.amsgrad,
                 config.maximize,
+                config.rounding_seed,
                 torch.get_num_threads(),
             )
 
@@ -69,5 +70,5 @@ class CpuBackend:
     def unsupported_reason(self, p: torch.Tensor) -> str | None:
         return kernel_unsupported_reason(p, self.name, ("cpu",), tuple(DTYPE_CODES))
 
-    def make_runner(self, params, state_of: StateOf, amsgrad: bool) -> CpuRunner:
-        return CpuRunner(params, state_of, amsgrad)
+    def make_runner(self, params, state_of: StateOf, layout: StateLayout) -> CpuRunner:
+        return CpuRunner(params, state_of, layout)

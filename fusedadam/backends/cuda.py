@@ -7,7 +7,8 @@ import functools
 import torch
 
 from .._native import load_error, native, try_native
-from .base import StateOf
+from ..precision import PARAM_UPDATE_CODES
+from .base import StateLayout, StateOf
 from ..layout import kernel_unsupported_reason
 from .device import DeviceRunner, Launch
 from .native_table import DTYPE_CODES
@@ -25,11 +26,13 @@ def _launch(launch: Launch) -> None:
     native().adam_step_cuda(
         device=device.index, stream=torch.cuda.current_stream(device).cuda_stream, table=launch.table.data_ptr(),
         num_tensors=launch.num_tensors, num_chunks=launch.num_chunks, chunk_size=launch.chunk_size,
-        dtype=DTYPE_CODES[launch.dtype], steps=launch.steps.data_ptr(), done_counter=launch.done_counter.data_ptr(),
+        dtype=DTYPE_CODES[launch.dtype], state_dtype=DTYPE_CODES[launch.state_dtype],
+        param_update=PARAM_UPDATE_CODES[launch.param_update], steps=launch.steps.data_ptr(),
+        done_counter=launch.done_counter.data_ptr(),
         lr=launch.lr, lr_on_device=_pointer(launch.lr_tensor), beta1=launch.beta1, beta2=launch.beta2,
         eps=launch.eps, weight_decay=launch.weight_decay, weight_decay_mode=launch.weight_decay_mode,
-        amsgrad=launch.amsgrad, maximize=launch.maximize, grad_scale=_pointer(launch.grad_scale),
-        found_inf=_pointer(launch.found_inf))
+        amsgrad=launch.amsgrad, maximize=launch.maximize, seed=launch.rounding_seed,
+        grad_scale=_pointer(launch.grad_scale), found_inf=_pointer(launch.found_inf))
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,5 +68,5 @@ class CudaBackend:
             reason = _missing_kernel_reason(p.device.index if p.device.index is not None else 0)
         return reason
 
-    def make_runner(self, params, state_of: StateOf, amsgrad: bool) -> DeviceRunner:
-        return DeviceRunner(params, state_of, amsgrad, _launch, CHUNK_SIZE)
+    def make_runner(self, params, state_of: StateOf, layout: StateLayout) -> DeviceRunner:
+        return DeviceRunner(params, state_of, layout, _launch, CHUNK_SIZE)

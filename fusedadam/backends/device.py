@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import torch
 
 from .amp import AmpScaling
-from .base import StateOf, StepConfig
+from .base import StateLayout, StateOf, StepConfig
 from .cpu import weight_decay_mode
 from .native_table import PartitionTable, gather_steps
 
@@ -29,7 +29,10 @@ class Launch:
     chunk_size: int
     steps: torch.Tensor        # float32 [num_tensors] on the device; state["step"] are views of it
     done_counter: torch.Tensor  # int32 [1] on the device, zero between launches
-    dtype: torch.dtype
+    dtype: torch.dtype          # of the parameters and gradients
+    state_dtype: torch.dtype    # of the moments
+    param_update: str           # precision.PARAM_UPDATE_CODES
+    rounding_seed: int
     lr: float
     lr_tensor: torch.Tensor | None  # float32 0-dim on the device, read in the kernel (capturable, schedulers)
     beta1: float
@@ -46,7 +49,7 @@ class Launch:
 class DeviceRunner:
     """One kernel launch per step for a partition on one device; `launch` is the backend's kernel call."""
 
-    def __init__(self, params: Sequence[torch.Tensor], state_of: StateOf, amsgrad: bool,
+    def __init__(self, params: Sequence[torch.Tensor], state_of: StateOf, layout: StateLayout,
                  launch: Callable[[Launch], None], chunk_size: int):
         self._launch = launch
         self._chunk_size = chunk_size
@@ -57,7 +60,8 @@ class DeviceRunner:
         # The counters live on the device (where torch's fused and capturable Adam keep them): the kernel
         # advances them, and a GradScaler skip needs no host round trip.
         self._steps = gather_steps(states, self._device)
-        self._table = PartitionTable(params, states, amsgrad, self._steps)
+        self._table = PartitionTable(params, states, layout, self._steps)
+        self._precision = layout.precision
         self._done_counter = torch.zeros(1, dtype=torch.int32, device=self._device)
         words = self._table.native.launch_table_words(chunk_size)
         self._launch_table = torch.empty(words, dtype=torch.int64, device=self._device)
@@ -84,7 +88,8 @@ class DeviceRunner:
         self._launch(Launch(
             table=self._launch_table, num_tensors=self._num_tensors, num_chunks=self._num_chunks,
             aligned16=self._aligned16, chunk_size=self._chunk_size, steps=self._steps,
-            done_counter=self._done_counter, dtype=self._dtype, lr=float(lr), lr_tensor=lr_tensor,
+            done_counter=self._done_counter, dtype=self._dtype, state_dtype=self._precision.state_dtype,
+            param_update=self._precision.update, rounding_seed=config.rounding_seed, lr=float(lr), lr_tensor=lr_tensor,
             beta1=float(config.beta1), beta2=float(config.beta2), eps=config.eps, weight_decay=config.weight_decay,
             weight_decay_mode=weight_decay_mode(config), amsgrad=config.amsgrad, maximize=config.maximize,
             grad_scale=scaling.grad_scale if scaling else None, found_inf=scaling.found_inf if scaling else None))

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 
 from .amp import AmpScaling
-from .base import Backend, StateOf, StepConfig
+from .base import Backend, StateLayout, StateOf, StepConfig
 
 
 @functools.cache
@@ -36,14 +36,14 @@ class LocalShardRunner:
     """Wraps a backend's runner built over the local shards. Each step the gradients' local shards are
     handed to it (DTensor gradients have no address of their own for the native gather to read)."""
 
-    def __init__(self, backend: Backend, params: Sequence[torch.Tensor], state_of: StateOf, amsgrad: bool):
+    def __init__(self, backend: Backend, params: Sequence[torch.Tensor], state_of: StateOf, layout: StateLayout):
         self._params = list(params)
         self._locals = [local_shard(p) for p in self._params]
-        keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
+        keys = layout.precision.state_keys(layout.amsgrad)
         states = [state_of(p) for p in self._params]
         local_states = {id(local): {"step": s["step"], **{k: local_shard(s[k]) for k in keys}}
                         for local, s in zip(self._locals, states)}
-        self._runner = backend.make_runner(self._locals, lambda local: local_states[id(local)], amsgrad)
+        self._runner = backend.make_runner(self._locals, lambda local: local_states[id(local)], layout)
         for local, s in zip(self._locals, states):
             built = local_states[id(local)]
             s["step"] = built["step"]  # a view into the runner's counters, as for plain parameters

@@ -6,22 +6,20 @@ from typing import Sequence
 import torch
 
 from .._native import native
+from ..precision import PARAM_UPDATE_CODES
+from .base import StateLayout
 
 # Codes of csrc/tensor_table.h DType.
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 
 
-def state_keys(amsgrad: bool) -> tuple[str, ...]:
-    return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq")
-
-
-def match_layout(p: torch.Tensor, state: dict, amsgrad: bool) -> None:
+def match_layout(p: torch.Tensor, state: dict, keys: Sequence[str]) -> None:
     """Gives each state tensor the parameter's strides (a loaded checkpoint may hold contiguous copies of a
-    transposed parameter's state), keeping the values."""
-    for key in state_keys(amsgrad):
+    transposed parameter's state), keeping the values and dtype."""
+    for key in keys:
         value = state[key]
         if value.stride() != p.stride():
-            state[key] = torch.empty_like(p).copy_(value)
+            state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def gather_steps(states: Sequence[dict], device: torch.device) -> torch.Tensor:
@@ -39,18 +37,30 @@ class PartitionTable:
     points to stays alive with it: even if a user swaps a state tensor or a parameter's storage behind the
     optimizer's back, no kernel writes freed memory."""
 
-    def __init__(self, params: Sequence[torch.Tensor], states: Sequence[dict], amsgrad: bool, steps: torch.Tensor):
+    def __init__(self, params: Sequence[torch.Tensor], states: Sequence[dict], layout: StateLayout,
+                 steps: torch.Tensor):
         self.params = list(params)
+        keys = layout.precision.state_keys(layout.amsgrad)
         for p, s in zip(self.params, states):
-            match_layout(p, s, amsgrad)
+            match_layout(p, s, keys)
         dtype = self.params[0].dtype
+        precision = layout.precision
+
+        def addresses(key: str, wanted: bool) -> list[int]:
+            return [s[key].data_ptr() for s in states] if wanted else []
+
         self.native = native().TensorTable(
             dtype=DTYPE_CODES[dtype],
+            state_dtype=DTYPE_CODES[precision.state_dtype],
+            param_update=PARAM_UPDATE_CODES[precision.update],
             numels=[p.numel() for p in self.params],
             params=[p.data_ptr() for p in self.params],
-            exp_avgs=[s["exp_avg"].data_ptr() for s in states],
-            exp_avg_sqs=[s["exp_avg_sq"].data_ptr() for s in states],
-            max_exp_avg_sqs=[s["max_exp_avg_sq"].data_ptr() for s in states] if amsgrad else [],
+            exp_avgs=addresses("exp_avg", True),
+            exp_avg_sqs=addresses("exp_avg_sq", True),
+            max_exp_avg_sqs=addresses("max_exp_avg_sq", layout.amsgrad),
+            masters=addresses("master_param", precision.master),
+            compensations=addresses("kahan_compensation", precision.compensation),
+            salts=[salt % 2**32 for salt in layout.salts],
             steps=[steps.data_ptr() + 4 * i for i in range(len(states))],
             param_objects=self.params,
             param_strides=[p.stride() for p in self.params],
@@ -59,7 +69,7 @@ class PartitionTable:
             strided_layout=torch.strided,
             tensor_base=torch._C.TensorBase,
         )
-        self._pointees = [s[key] for s in states for key in state_keys(amsgrad)]
+        self._pointees = [s[key] for s in states for key in keys]
         self._pointees += [p.untyped_storage() for p in self.params] + [steps]
         self._substituted: Sequence[torch.Tensor] = ()
 

@@ -16,14 +16,14 @@ from torch.optim.adam import adam as torch_functional_adam
 
 from ..layout import is_dense
 from .amp import AmpScaling, unscale_on_host
-from .base import StateOf, StepConfig
+from .base import StateLayout, StateOf, StepConfig
 
 
 class TorchRunner:
-    def __init__(self, params: Sequence[torch.Tensor], state_of: StateOf, amsgrad: bool):
+    def __init__(self, params: Sequence[torch.Tensor], state_of: StateOf, layout: StateLayout):
         self._params = list(params)
         self._state_of = state_of
-        self._amsgrad = amsgrad
+        self._amsgrad = layout.amsgrad
         self._has_complex = any(torch.is_complex(p) for p in self._params)
         self._grads: list[torch.Tensor] = []
         fused_devices = _fused_devices()
@@ -102,5 +102,5 @@ class TorchBackend:
     def unsupported_reason(self, p: torch.Tensor) -> str | None:
         return None
 
-    def make_runner(self, params, state_of: StateOf, amsgrad: bool) -> TorchRunner:
-        return TorchRunner(params, state_of, amsgrad)
+    def make_runner(self, params, state_of: StateOf, layout: StateLayout) -> TorchRunner:
+        return TorchRunner(params, state_of, layout)

@@ -11,7 +11,7 @@ import torch
 
 from .._native import load_error, try_native
 from ..triton_kernels.interpreter import interpreting
-from .base import StateOf
+from .base import StateLayout, StateOf
 from ..layout import kernel_unsupported_reason
 from .device import DeviceRunner, Launch
 
@@ -57,6 +57,6 @@ class TritonBackend:
         devices = ("cuda", "cpu") if interpreting() else ("cuda",)
         return kernel_unsupported_reason(p, self.name, devices, TRITON_DTYPES)
 
-    def make_runner(self, params, state_of: StateOf, amsgrad: bool) -> DeviceRunner:
+    def make_runner(self, params, state_of: StateOf, layout: StateLayout) -> DeviceRunner:
         chunk_size = GPU_CHUNK_SIZE if params[0].device.type == "cuda" else INTERPRETER_CHUNK_SIZE
-        return DeviceRunner(params, state_of, amsgrad, _launch, chunk_size)
+        return DeviceRunner(params, state_of, layout, _launch, chunk_size)

@@ -10,6 +10,7 @@ import torch
 
 from ..backends import BACKENDS
 from ..optimizer import FusedAdamW
+from ..precision import precision_of, precision_unsupported_reason
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Implementation:
     requires: str | None = None   # a module that must be importable (peers are detected, never required)
     by_default: tuple[str, ...] = ("cpu", "cuda")  # devices where a plain `bench` includes it
     note: str = ""
+    precision: tuple[tuple[str, object], ...] = ()  # fusedadam's precision options (precision.py), as items
 
     def unavailable_reason(self, device: str) -> str | None:
         if device not in self.devices:
@@ -28,6 +30,23 @@ class Implementation:
         if self.requires and importlib.util.find_spec(self.requires) is None:
             return f"{self.requires} is not installed"
         return BACKENDS[self.backend].unavailable_reason() if self.backend else None
+
+    def dtype_reason(self, dtype: torch.dtype) -> str | None:
+        """Why this row would say nothing for parameters of `dtype` (the option cannot apply, or changes nothing)."""
+        if not self.precision:
+            return None
+        options = dict(self.precision)
+        reason = precision_unsupported_reason(options, torch.empty(0, dtype=dtype))
+        if reason is None and precision_of(options, dtype).is_torchs(dtype):
+            reason = f"its options change nothing for {dtype} parameters"
+        return reason
+
+    def bytes_moved(self, dtype: torch.dtype, amsgrad: bool) -> int:
+        """Bytes one step moves per parameter: p, g, m, v (vmax) as torch stores them, or as the options do."""
+        return precision_of(dict(self.precision), dtype).bytes_moved(dtype, amsgrad)
+
+    def bytes_held(self, dtype: torch.dtype, amsgrad: bool) -> int:
+        return precision_of(dict(self.precision), dtype).bytes_held(dtype, amsgrad)
 
 
 class _CompiledStep:
@@ -50,6 +69,22 @@ def _fusedadam(backend: str, devices: tuple[str, ...]) -> Implementation:
     return Implementation(f"fusedadam-{backend}", lambda ps, **o: FusedAdamW(ps, backend=backend, **o), devices, backend)
 
 
+# The precision modes (precision.py) a benchmark can add as rows: `--impls fusedadam-cpu+master ...`.
+PRECISION_MODES = {
+    "master": dict(master_weights=True),
+    "bf16-states": dict(state_dtype=torch.bfloat16),
+    "stochastic": dict(rounding="stochastic"),
+    "kahan": dict(kahan_summation=True),
+}
+
+
+def _fusedadam_mode(backend: str, devices: tuple[str, ...], mode: str) -> Implementation:
+    options = PRECISION_MODES[mode]
+    return Implementation(f"fusedadam-{backend}+{mode}",
+                          lambda ps, **o: FusedAdamW(ps, backend=backend, **options, **o), devices, backend,
+                          by_default=(), precision=tuple(options.items()))
+
+
 IMPLEMENTATIONS = {i.name: i for i in [
     Implementation("torch-forloop", lambda ps, **o: torch.optim.AdamW(ps, foreach=False, **o), ("cpu", "cuda")),
     Implementation("torch-foreach", lambda ps, **o: torch.optim.AdamW(ps, foreach=True, **o), ("cpu", "cuda")),
@@ -59,6 +94,9 @@ IMPLEMENTATIONS = {i.name: i for i in [
     _fusedadam("cpu", ("cpu",)),
     _fusedadam("cuda", ("cuda",)),
     _fusedadam("triton", ("cuda",)),
+    *[_fusedadam_mode(backend, devices, mode) for backend, devices in (("cpu", ("cpu",)), ("cuda", ("cuda",)),
+                                                                        ("triton", ("cuda",)))
+      for mode in PRECISION_MODES],
     Implementation("deepspeed-cpuadam", _peer("deepspeed.ops.adam", "DeepSpeedCPUAdam", adamw_mode=True), ("cpu",),
                    requires="deepspeed"),
     Implementation("deepspeed-fusedadam", _peer("deepspeed.ops.adam", "FusedAdam", adam_w_mode=True), ("cuda",),

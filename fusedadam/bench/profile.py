@@ -9,7 +9,7 @@ import torch
 from ..backends.cpu import GATHER_RANGE
 from .implementations import IMPLEMENTATIONS
 from .presets import get as get_preset
-from .run import Timer, bytes_per_param
+from .run import Timer
 
 # Ranges that are host bookkeeping, not computation, when the step runs on the CPU.
 _HOST_RANGES = (GATHER_RANGE,)
@@ -61,7 +61,7 @@ def profile(preset_name: str, impl_name: str, dtype: torch.dtype, device: torch.
         compute_ms = sum(line.ms_per_step for line in lines if not line.name.startswith(_HOST_RANGES))
         host_ms = max(0.0, step_cpu_ms - compute_ms)
     lines.sort(key=lambda line: line.ms_per_step, reverse=True)
-    moved = bytes_per_param(torch.empty((), dtype=dtype).element_size(), amsgrad) * preset.numel
+    moved = IMPLEMENTATIONS[impl_name].bytes_moved(dtype, amsgrad) * preset.numel
     return {
         "preset": preset.name, "impl": impl_name, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "steps": steps, "step_ms": step_ms, "host_ms_per_step": host_ms, "launches_per_step": launches,

@@ -72,7 +72,7 @@ def available_bytes(device: torch.device) -> int:
 
 
 def bytes_per_param(itemsize: int, amsgrad: bool) -> int:
-    """Bytes one step moves per parameter: reads p, g, m, v (and vmax) and writes p, m, v (and vmax)."""
+    """Bytes torch's step moves per parameter: reads p, g, m, v (and vmax) and writes p, m, v (and vmax)."""
     return (7 + (2 if amsgrad else 0)) * itemsize
 
 
@@ -81,17 +81,22 @@ def _percentile(values, q):
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def arrays_per_element(impl_names, amsgrad: bool) -> int:
-    """Arrays one benchmark allocates per parameter element: p, m, v (and vmax) per implementation, the
-    gradients (shared), the probe's four."""
-    return (4 if amsgrad else 3) * len(impl_names) + 1 + 4
+def bytes_per_element(impl_names, dtype: torch.dtype, amsgrad: bool) -> int:
+    """Bytes one benchmark allocates per parameter element: each implementation's parameter and state, the
+    gradients (shared), the probe's four arrays."""
+    return sum(IMPLEMENTATIONS[n].bytes_held(dtype, amsgrad) for n in impl_names) + 5 * dtype.itemsize
 
 
 def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log, amsgrad=False,
                  on_round=lambda: None) -> list[Row]:
     itemsize = torch.empty((), dtype=dtype).element_size()
     state_bytes = preset.numel * itemsize
-    needed = state_bytes * arrays_per_element(impl_names, amsgrad)
+    for name in impl_names:
+        reason = IMPLEMENTATIONS[name].dtype_reason(dtype)
+        if reason is not None:
+            log(f"{name} skipped for {str(dtype).replace('torch.', '')}: {reason}")
+    impl_names = [n for n in impl_names if IMPLEMENTATIONS[n].dtype_reason(dtype) is None]
+    needed = preset.numel * bytes_per_element(impl_names, dtype, amsgrad)
     if needed > MEMORY_FRACTION * available_bytes(device):
         log(f"skipping {preset.name}: needs ~{needed / 2**30:.1f} GiB, {available_bytes(device) / 2**30:.1f} GiB free")
         return []
@@ -127,15 +132,15 @@ def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log, amsgra
                 runners[name]()
                 samples[name].append(timer.time_ms(runners[name]))
             on_round()
-    moved_per_param = bytes_per_param(itemsize, amsgrad)
-    bytes_moved = moved_per_param * preset.numel
     ceiling_ms = statistics.median(samples[CEILING])
     ceiling_gbps = probe.bytes_moved / ceiling_ms / 1e6
     baseline_ms = statistics.median(samples[BASELINE]) if BASELINE in samples else None
     rows = []
     for name, values in samples.items():
         ms = statistics.median(values)
-        moved = probe.bytes_moved if name == CEILING else bytes_moved
+        moved_per_param = (bytes_per_param(itemsize, amsgrad) if name == CEILING
+                           else IMPLEMENTATIONS[name].bytes_moved(dtype, amsgrad))
+        moved = probe.bytes_moved if name == CEILING else moved_per_param * preset.numel
         gbps = moved / ms / 1e6
         rows.append(Row(impl=name, preset=preset.name, dtype=str(dtype).replace("torch.", ""), ms=ms,
                         p20_ms=_percentile(values, 0.2), p80_ms=_percentile(values, 0.8), gbps=gbps,
@@ -206,9 +211,8 @@ def run(preset_names, impl_names, dtypes, device, repeats, warmup, log=lambda m:
         log(f"[{i}/{len(jobs)}] {name} {str(dtype).replace('torch.', '')}: {', '.join(impl_names)} + ceiling, "
             f"{repeats} rounds")
         if name == "flat-max":
-            itemsize = torch.empty((), dtype=dtype).element_size()
             preset = largest_flat(int(MEMORY_FRACTION * available_bytes(device)),
-                                  itemsize * arrays_per_element(impl_names, amsgrad))
+                                  bytes_per_element(impl_names, dtype, amsgrad))
         else:
             preset = get_preset(name)
         rows += bench_preset(preset, impl_names, dtype, device, repeats, warmup, log, amsgrad, on_round)

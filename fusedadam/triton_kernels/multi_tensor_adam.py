@@ -16,7 +16,10 @@ import triton
 import triton.language as tl
 
 from .._native import native
+from ..precision import PARAM_UPDATE_CODES
 from .adam_math import adam_update
+from .param_update import KAHAN_SUMMATION, MASTER_WEIGHTS, STOCHASTIC_ROUNDING, param_to_store, rounding_bits
+from .param_update import rounding_key as tensor_rounding_key
 from .interpreter import interpreting
 
 _LAYOUT = native().launch_table
@@ -30,20 +33,14 @@ NUMEL = tl.constexpr(_LAYOUT.NUMEL)
 CHUNK_COLUMNS = tl.constexpr(_LAYOUT.CHUNK_COLUMNS)
 TENSOR_INDEX = tl.constexpr(_LAYOUT.TENSOR_INDEX)
 FIRST_ELEMENT = tl.constexpr(_LAYOUT.FIRST_ELEMENT)
+MASTER = tl.constexpr(_LAYOUT.MASTER)
+COMPENSATION = tl.constexpr(_LAYOUT.COMPENSATION)
+SALT = tl.constexpr(_LAYOUT.SALT)
 
 
 # The interpreter's own bf16 conversions are wrong (loads garble subnormals, stores truncate), so there
-# bf16 arrays are passed as uint16 and converted here, on the bits. Compiled kernels never take this path.
-@triton.jit
-def bf16_bits_to_fp32(p, g, m, v, vmax):
-    p = (p.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
-    g = (g.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
-    m = (m.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
-    v = (v.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
-    vmax = (vmax.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
-    return p, g, m, v, vmax
-
-
+# bf16 arrays are passed as uint16 and converted here, on the bits (the *_BITS flags; written out inline, as a
+# helper call costs the interpreter ~0.5 ms). Compiled kernels never take this path.
 @triton.jit
 def fp32_to_bf16_bits(x):
     """Round to nearest, ties to even; a NaN stays a (quiet) NaN."""
@@ -53,12 +50,13 @@ def fp32_to_bf16_bits(x):
 
 
 @triton.jit
-def adam_piece(offsets, mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, grad_scale,
-               beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay, decay_factor, step_size,
-               bias_correction2_sqrt,
-               STORAGE: tl.constexpr, WEIGHT_DECAY: tl.constexpr, AMSGRAD: tl.constexpr, MAXIMIZE: tl.constexpr,
-               GRAD_SCALE: tl.constexpr, BF16_AS_BITS: tl.constexpr):
-    """Loads one piece of a chunk, updates it in fp32, stores it in the storage dtype. (Helpers are called
+def adam_piece(offsets, mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master, compensation, grad_scale,
+               rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay, decay_factor,
+               step_size, bias_correction2_sqrt,
+               PARAM_DTYPE: tl.constexpr, STATE_DTYPE: tl.constexpr, WEIGHT_DECAY: tl.constexpr, AMSGRAD: tl.constexpr,
+               MAXIMIZE: tl.constexpr, GRAD_SCALE: tl.constexpr, UPDATE: tl.constexpr, PARAM_BITS: tl.constexpr,
+               STATE_BITS: tl.constexpr):
+    """Loads one piece of a chunk, updates it in fp32, stores it in the storage dtypes. (Helpers are called
     only where needed: the interpreter pays ~0.5 ms per call of a jit function, the compiler nothing.)"""
     p = tl.load(param + offsets, mask=mask)
     g = tl.load(grad + offsets, mask=mask)
@@ -67,9 +65,17 @@ def adam_piece(offsets, mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, 
     vmax = v
     if AMSGRAD:
         vmax = tl.load(max_exp_avg_sq + offsets, mask=mask)
-    if BF16_AS_BITS:
-        p, g, m, v, vmax = bf16_bits_to_fp32(p, g, m, v, vmax)
+    if PARAM_BITS:
+        p = (p.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+        g = (g.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    if STATE_BITS:
+        m = (m.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+        v = (v.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+        vmax = (vmax.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
     p, g, m, v, vmax = p.to(tl.float32), g.to(tl.float32), m.to(tl.float32), v.to(tl.float32), vmax.to(tl.float32)
+    if UPDATE == MASTER_WEIGHTS:
+        p = tl.load(master + offsets, mask=mask)
+    before = p
     if GRAD_SCALE:
         # GradScaler's contract (as torch's fused kernels): the step uses the unscaled fp32 gradient, and the
         # unscaled gradient is written back.
@@ -78,19 +84,33 @@ def adam_piece(offsets, mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, 
     p, m, v, vmax = adam_update(p, g, m, v, vmax, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
                                 weight_decay, decay_factor, step_size, bias_correction2_sqrt,
                                 WEIGHT_DECAY, AMSGRAD, MAXIMIZE)
-    if BF16_AS_BITS:
-        p, m, v = fp32_to_bf16_bits(p), fp32_to_bf16_bits(m), fp32_to_bf16_bits(v)
-        if AMSGRAD:
-            vmax = fp32_to_bf16_bits(vmax)
+    if UPDATE == MASTER_WEIGHTS:
+        tl.store(master + offsets, p, mask=mask)
+    if UPDATE == STOCHASTIC_ROUNDING:
+        p, _ = param_to_store(before, p, p, rounding_bits(rounding_key, offsets), UPDATE)
+    if UPDATE == KAHAN_SUMMATION:
+        carried = tl.load(compensation + offsets, mask=mask)
+        if PARAM_BITS:
+            carried = (carried.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+        p, carried = param_to_store(before, p, carried.to(tl.float32), 0, UPDATE)
+        if PARAM_BITS:
+            carried = fp32_to_bf16_bits(carried)
+        tl.store(compensation + offsets, carried.to(PARAM_DTYPE), mask=mask)
+    if PARAM_BITS:
+        p = fp32_to_bf16_bits(p)
         if GRAD_SCALE:
             unscaled_grad = fp32_to_bf16_bits(unscaled_grad)
+    if STATE_BITS:
+        m, v = fp32_to_bf16_bits(m), fp32_to_bf16_bits(v)
+        if AMSGRAD:
+            vmax = fp32_to_bf16_bits(vmax)
     if GRAD_SCALE:
-        tl.store(grad + offsets, unscaled_grad.to(STORAGE), mask=mask)
-    tl.store(param + offsets, p.to(STORAGE), mask=mask)
-    tl.store(exp_avg + offsets, m.to(STORAGE), mask=mask)
-    tl.store(exp_avg_sq + offsets, v.to(STORAGE), mask=mask)
+        tl.store(grad + offsets, unscaled_grad.to(PARAM_DTYPE), mask=mask)
+    tl.store(param + offsets, p.to(PARAM_DTYPE), mask=mask)
+    tl.store(exp_avg + offsets, m.to(STATE_DTYPE), mask=mask)
+    tl.store(exp_avg_sq + offsets, v.to(STATE_DTYPE), mask=mask)
     if AMSGRAD:
-        tl.store(max_exp_avg_sq + offsets, vmax.to(STORAGE), mask=mask)
+        tl.store(max_exp_avg_sq + offsets, vmax.to(STATE_DTYPE), mask=mask)
 
 
 @triton.jit
@@ -98,15 +118,16 @@ def two_floats_as_double(hi, lo):
     return tl.cast(hi, tl.float64) + tl.cast(lo, tl.float64)
 
 
-@triton.jit(do_not_specialize=["num_tensors", "num_chunks"])
+@triton.jit(do_not_specialize=["num_tensors", "num_chunks", "seed_low", "seed_high"])
 def multi_tensor_adam_kernel(
         table, num_tensors, num_chunks, steps, done_counter,
         lr_hi, lr_lo, lr_pointer, beta1, beta2, one_minus_beta1, one_minus_beta2,
         log2_beta1_hi, log2_beta1_lo, log2_beta2_hi, log2_beta2_lo, eps, weight_decay_hi, weight_decay_lo,
-        grad_scale, found_inf,
-        STORAGE: tl.constexpr, CHUNK_SIZE: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
-        WEIGHT_DECAY: tl.constexpr, AMSGRAD: tl.constexpr, MAXIMIZE: tl.constexpr, LR_ON_DEVICE: tl.constexpr,
-        GRAD_SCALE: tl.constexpr, FOUND_INF: tl.constexpr, BF16_AS_BITS: tl.constexpr):
+        grad_scale, found_inf, seed_low, seed_high,
+        PARAM_DTYPE: tl.constexpr, STATE_DTYPE: tl.constexpr, UPDATE: tl.constexpr, CHUNK_SIZE: tl.constexpr,
+        BLOCK: tl.constexpr, ALIGNED: tl.constexpr, WEIGHT_DECAY: tl.constexpr, AMSGRAD: tl.constexpr,
+        MAXIMIZE: tl.constexpr, LR_ON_DEVICE: tl.constexpr, GRAD_SCALE: tl.constexpr, FOUND_INF: tl.constexpr,
+        PARAM_BITS: tl.constexpr, STATE_BITS: tl.constexpr):
     program = tl.program_id(0)
     programs = tl.num_programs(0)
     skip = False
@@ -132,22 +153,36 @@ def multi_tensor_adam_kernel(
             first = tl.multiple_of(tl.load(chunk_row + FIRST_ELEMENT), 64)
             row = table + tensor * TENSOR_COLUMNS
             numel = tl.load(row + NUMEL)
-            param = tl.load(row + PARAM).to(tl.pointer_type(STORAGE))
-            grad = tl.load(row + GRAD).to(tl.pointer_type(STORAGE))
-            exp_avg = tl.load(row + EXP_AVG).to(tl.pointer_type(STORAGE))
-            exp_avg_sq = tl.load(row + EXP_AVG_SQ).to(tl.pointer_type(STORAGE))
+            param = tl.load(row + PARAM).to(tl.pointer_type(PARAM_DTYPE))
+            grad = tl.load(row + GRAD).to(tl.pointer_type(PARAM_DTYPE))
+            exp_avg = tl.load(row + EXP_AVG).to(tl.pointer_type(STATE_DTYPE))
+            exp_avg_sq = tl.load(row + EXP_AVG_SQ).to(tl.pointer_type(STATE_DTYPE))
             max_exp_avg_sq = exp_avg_sq
             if AMSGRAD:
-                max_exp_avg_sq = tl.load(row + MAX_EXP_AVG_SQ).to(tl.pointer_type(STORAGE))
+                max_exp_avg_sq = tl.load(row + MAX_EXP_AVG_SQ).to(tl.pointer_type(STATE_DTYPE))
+            master = steps  # an fp32 pointer the other modes never read
+            compensation = param
+            if UPDATE == MASTER_WEIGHTS:
+                master = tl.load(row + MASTER).to(tl.pointer_type(tl.float32))
+            if UPDATE == KAHAN_SUMMATION:
+                compensation = tl.load(row + COMPENSATION).to(tl.pointer_type(PARAM_DTYPE))
             if ALIGNED:
                 param = tl.multiple_of(param, 16)
                 grad = tl.multiple_of(grad, 16)
                 exp_avg = tl.multiple_of(exp_avg, 16)
                 exp_avg_sq = tl.multiple_of(exp_avg_sq, 16)
                 max_exp_avg_sq = tl.multiple_of(max_exp_avg_sq, 16)
+                master = tl.multiple_of(master, 16)
+                compensation = tl.multiple_of(compensation, 16)
 
             # This step's constants, once per chunk, in fp64 as the host computes them for the CPU kernel.
-            step = (tl.load(steps + tensor) + 1.0).to(tl.float64)  # the counter is fp32, as torch keeps it
+            step32 = tl.load(steps + tensor) + 1.0  # the counter is fp32, as torch keeps it
+            step = step32.to(tl.float64)
+            rounding_key = tl.full((), 0, tl.uint32)
+            if UPDATE == STOCHASTIC_ROUNDING:
+                salt = tl.load(row + SALT).to(tl.uint32)
+                rounding_key = tensor_rounding_key(seed_low.to(tl.uint32), seed_high.to(tl.uint32), salt,
+                                                   step32.to(tl.uint32))
             bias_correction1 = 1.0 - tl.exp2(step * log2_beta1)
             bias_correction2 = 1.0 - tl.exp2(step * log2_beta2)
             step_size = (lr / bias_correction1).to(tl.float32)
@@ -157,16 +192,16 @@ def multi_tensor_adam_kernel(
             body_end = first + (end - first) // BLOCK * BLOCK
             for start in range(first, body_end, BLOCK):
                 offsets = tl.multiple_of(start, BLOCK) + tl.arange(0, BLOCK)
-                adam_piece(offsets, None, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scale,
-                           beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay, decay_factor,
-                           step_size, bias_correction2_sqrt,
-                           STORAGE, WEIGHT_DECAY, AMSGRAD, MAXIMIZE, GRAD_SCALE, BF16_AS_BITS)
+                adam_piece(offsets, None, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master, compensation,
+                           scale, rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay,
+                           decay_factor, step_size, bias_correction2_sqrt, PARAM_DTYPE, STATE_DTYPE, WEIGHT_DECAY,
+                           AMSGRAD, MAXIMIZE, GRAD_SCALE, UPDATE, PARAM_BITS, STATE_BITS)
             if body_end < end:
                 offsets = body_end + tl.arange(0, BLOCK)
-                adam_piece(offsets, offsets < end, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
-                           scale, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay,
-                           decay_factor, step_size, bias_correction2_sqrt,
-                           STORAGE, WEIGHT_DECAY, AMSGRAD, MAXIMIZE, GRAD_SCALE, BF16_AS_BITS)
+                adam_piece(offsets, offsets < end, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master,
+                           compensation, scale, rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
+                           weight_decay, decay_factor, step_size, bias_correction2_sqrt, PARAM_DTYPE, STATE_DTYPE,
+                           WEIGHT_DECAY, AMSGRAD, MAXIMIZE, GRAD_SCALE, UPDATE, PARAM_BITS, STATE_BITS)
 
         # acq_rel: this program's reads of the counters happen before it signals; the last one increments.
         finished_before = tl.atomic_add(done_counter, 1, sem="acq_rel")
@@ -200,8 +235,8 @@ def launch_multi_tensor_adam(launch, block: int, programs: int, num_warps: int =
     lr_hi, lr_lo = split_double(launch.lr) if launch.lr_tensor is None else (0.0, 0.0)
     log2_beta1 = split_double(math.log2(launch.beta1) if launch.beta1 > 0 else -math.inf)
     log2_beta2 = split_double(math.log2(launch.beta2) if launch.beta2 > 0 else -math.inf)
-    bf16_as_bits = launch.dtype == torch.bfloat16 and interpreting()
-    storage = tl.uint16 if bf16_as_bits else STORAGE_TYPES[launch.dtype]
+    param_bits = launch.dtype == torch.bfloat16 and interpreting()
+    state_bits = launch.state_dtype == torch.bfloat16 and interpreting()
     unused = launch.steps  # a valid pointer for the tensor arguments a mode does not read
     multi_tensor_adam_kernel[(max(1, programs),)](
         launch.table, launch.num_tensors, launch.num_chunks, launch.steps, launch.done_counter,
@@ -210,8 +245,12 @@ def launch_multi_tensor_adam(launch, block: int, programs: int, num_warps: int =
         *log2_beta1, *log2_beta2, fp32(launch.eps), *split_double(launch.weight_decay),
         launch.grad_scale if launch.grad_scale is not None else unused,
         launch.found_inf if launch.found_inf is not None else unused,
-        STORAGE=storage, CHUNK_SIZE=launch.chunk_size, BLOCK=block, ALIGNED=launch.aligned16,
+        launch.rounding_seed % 2**32, launch.rounding_seed >> 32,
+        PARAM_DTYPE=tl.uint16 if param_bits else STORAGE_TYPES[launch.dtype],
+        STATE_DTYPE=tl.uint16 if state_bits else STORAGE_TYPES[launch.state_dtype],
+        UPDATE=PARAM_UPDATE_CODES[launch.param_update], CHUNK_SIZE=launch.chunk_size, BLOCK=block,
+        ALIGNED=launch.aligned16,
         WEIGHT_DECAY=launch.weight_decay_mode, AMSGRAD=launch.amsgrad, MAXIMIZE=launch.maximize,
         LR_ON_DEVICE=launch.lr_tensor is not None, GRAD_SCALE=launch.grad_scale is not None,
-        FOUND_INF=launch.found_inf is not None, BF16_AS_BITS=bf16_as_bits,
+        FOUND_INF=launch.found_inf is not None, PARAM_BITS=param_bits, STATE_BITS=state_bits,
         num_warps=num_warps, enable_fp_fusion=True)  # contraction into FMA, as the C++ kernels compile
