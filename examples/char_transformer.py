@@ -105,7 +105,7 @@ def plot(curves: dict[str, list[float]], path: str,
     figure, axis = plt.subplots(figsize=(7, 4))
     styles = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
     for (label, losses), style in zip(curves.items(), styles * len(curves)):
-        axis.plot(range(1, len(losses) + 1), losses, style, label=label, linewidth=1.2)
+        axis.plot(range(1, len(losses) + 1), losses, linestyle=style, label=label, linewidth=1.2)
     axis.set_xlabel("step")
     axis.set_ylabel("training loss (cross-entropy, nats)")
     axis.set_title(title)

@@ -44,12 +44,12 @@ def main(argv=None) -> int:
     for label, losses in curves.items():
         print(f"{label:<28} final loss {losses[-1]:.4f}, mean of the last {tail} steps "
               f"{sum(losses[-tail:]) / tail:.4f}")
-    if args.out:
-        plot(curves, args.out, title="FusedAdamW's precision modes, char-level transformer")
-        print(f"wrote {args.out}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"steps": args.steps, "lr": args.lr, "curves": curves}, f)
+    if args.out:
+        plot(curves, args.out, title="FusedAdamW's precision modes, char-level transformer")
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -26,7 +26,9 @@ def test_precision_modes_example_trains_in_every_mode(tmp_path):
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     out = tmp_path / "losses.json"
-    assert example.main(["--steps", "8", "--batch", "4", "--json", str(out)]) == 0
+    chart = tmp_path / "modes.png"
+    assert example.main(["--steps", "8", "--batch", "4", "--json", str(out), "--out", str(chart)]) == 0
+    assert chart.stat().st_size > 0
     curves = json.loads(out.read_text())["curves"]
     assert set(curves) == set(example.RUNS)
     for label, losses in curves.items():
