@@ -34,7 +34,7 @@ def _model() -> nn.Module:
 
 
 def _loss(model: nn.Module, data: torch.Tensor) -> torch.Tensor:
-    out = model(data)
+    out = model(data.to(next(model.parameters()).dtype))
     scale = model.module.scale if hasattr(model, "module") else model.scale
     return (out * scale).pow(2).mean()
 
@@ -85,10 +85,10 @@ def zero(rank: int, world: int, port: int) -> None:
     _finish()
 
 
-def _sharded_model(mesh):
+def _sharded_model(mesh, dtype=torch.float32):
     from torch.distributed.fsdp import fully_shard
 
-    model = _model()
+    model = _model().to(dtype)
     for layer in (model[0], model[2]):
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
@@ -117,23 +117,32 @@ def fsdp2(rank: int, world: int, port: int) -> None:
     _finish()
 
 
-def dcp_round_trip(rank: int, world: int, port: int, folder: str) -> None:
+def dcp_round_trip(rank: int, world: int, port: int, folder: str, master_weights: bool = False) -> None:
     """get/set_state_dict through torch.distributed.checkpoint: a restored model and optimizer continue
-    exactly as the originals do."""
+    exactly as the originals do. With master_weights, a bf16 model whose fp32 master copies are DTensors
+    (local shards stepped natively) and survive the checkpoint at full precision."""
     _init(rank, world, port)
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
     from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor
 
     mesh = init_device_mesh("cpu", (world,))
-    original = _sharded_model(mesh)
-    optimizer = FusedAdamW(original.parameters(), **OPTIONS)
+    dtype = torch.bfloat16 if master_weights else torch.float32
+    options = dict(OPTIONS, master_weights=master_weights)
+    original = _sharded_model(mesh, dtype)
+    optimizer = FusedAdamW(original.parameters(), **options)
     _train(original, optimizer, rank)
+    if master_weights:
+        for p in original.parameters():
+            master = optimizer.state[p]["master_param"]
+            assert isinstance(master, DTensor) and master.dtype == torch.float32
+            assert torch.equal(p.full_tensor(), master.full_tensor().to(torch.bfloat16))
     model_state, optimizer_state = get_state_dict(original, optimizer)
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
 
-    restored = _sharded_model(mesh)
-    restored_optimizer = FusedAdamW(restored.parameters(), **OPTIONS)
+    restored = _sharded_model(mesh, dtype)
+    restored_optimizer = FusedAdamW(restored.parameters(), **options)
     model_state, optimizer_state = get_state_dict(restored, restored_optimizer)
     loaded = {"model": model_state, "optimizer": optimizer_state}
     dcp.load(loaded, checkpoint_id=folder)
@@ -143,5 +152,9 @@ def dcp_round_trip(rank: int, world: int, port: int, folder: str) -> None:
     _train(original, optimizer, rank, steps=2, first=STEPS)
     _train(restored, restored_optimizer, rank, steps=2, first=STEPS)
     assert torch.equal(_full(original), _full(restored))
+    if master_weights:
+        for p, q in zip(original.parameters(), restored.parameters()):
+            assert torch.equal(optimizer.state[p]["master_param"].full_tensor(),
+                               restored_optimizer.state[q]["master_param"].full_tensor())
     assert restored_optimizer.state[next(restored.parameters())]["step"].item() == STEPS + 2
     _finish()

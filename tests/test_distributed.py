@@ -1,7 +1,8 @@
 """FusedAdamW where training is distributed, on the CPU with the gloo backend (2 processes, loopback):
 DDP keeps the ranks bit-identical; ZeroRedundancyOptimizer(optimizer_class=FusedAdamW) works; under FSDP2
 (fully_shard, DTensor parameters) the native backend steps each rank's local shard, an empty shard
-included, and matches torch.optim.AdamW; torch.distributed.checkpoint round-trips model and optimizer."""
+included, and matches torch.optim.AdamW; torch.distributed.checkpoint round-trips model and optimizer, fp32
+master weights of a bf16 model included."""
 import socket
 
 import pytest
@@ -38,3 +39,7 @@ def test_fsdp2_steps_local_shards_natively_and_matches_torch():
 
 def test_distributed_checkpoint_round_trip_under_fsdp2(tmp_path):
     _spawn(workers.dcp_round_trip, str(tmp_path / "checkpoint"))
+
+
+def test_fsdp2_master_weights_are_sharded_and_checkpointed_at_full_precision(tmp_path):
+    _spawn(workers.dcp_round_trip, str(tmp_path / "checkpoint"), True)
