@@ -334,3 +334,17 @@ def test_an_option_made_invalid_between_steps_changes_nothing():
     assert torch.equal(p, before[0])
     for key, value in optimizer.state_dict()["state"][0].items():
         assert torch.equal(value, before[1]["state"][0][key])
+
+
+@pytest.mark.parametrize("amsgrad", [False, True], ids=["adam", "amsgrad"])
+@pytest.mark.parametrize("mode", PRECISION_MODES.values(), ids=PRECISION_MODES.keys())
+def test_bytes_held_is_what_the_state_holds(mode, amsgrad):
+    """The README's and the benchmark's bytes per parameter (Precision.bytes_held) are the parameter and state
+    tensors the optimizer really keeps."""
+    dtype, options = mode
+    p = torch.randn(1000).to(dtype)
+    optimizer = FusedAdam([p], amsgrad=amsgrad, **options)
+    p.grad = torch.randn_like(p)
+    optimizer.step()
+    held = p.nbytes + sum(v.nbytes for k, v in optimizer.state[p].items() if k != "step")
+    assert held == precision_of(optimizer.param_groups[0], dtype).bytes_held(dtype, amsgrad) * p.numel()
