@@ -2,8 +2,8 @@
 // spells the same operations in fusedadam/triton_kernels/param_update.py).
 //
 // Adam's math (adam_math.h) produces the new parameter in fp32. For a bf16 parameter that value must then
-// lose 16 bits, and an update smaller than half an ulp of the parameter (lr * 1 next to a weight of 1, once
-// lr < 2^-9) is lost entirely by rounding to nearest. The modes:
+// lose 16 bits, and an update smaller than half an ulp of the parameter (Adam's steps are ~lr: next to a
+// weight in [1, 2), any lr below 2^-8 ~ 0.004) is lost entirely by rounding to nearest. The modes:
 //   kRoundToNearest       the parameter's own dtype is all there is (torch's behaviour)
 //   kMasterWeights        an fp32 copy (master) is the parameter of record; the 16-bit one is its rounding
 //   kStochasticRounding   bf16 rounded up with probability (distance to the lower value) / ulp: unbiased
