@@ -364,19 +364,15 @@ PYBIND11_MODULE(_C, m) {
            "Writes the launch table (csrc/launch_table.h) to host memory; returns (num_chunks, aligned16).");
 
   py::module_ layout = m.def_submodule("launch_table", "column indices of csrc/launch_table.h");
-  layout.attr("TENSOR_COLUMNS") = static_cast<int>(launch_table::kTensorColumns);
-  layout.attr("PARAM") = static_cast<int>(launch_table::kParam);
-  layout.attr("GRAD") = static_cast<int>(launch_table::kGrad);
-  layout.attr("EXP_AVG") = static_cast<int>(launch_table::kExpAvg);
-  layout.attr("EXP_AVG_SQ") = static_cast<int>(launch_table::kExpAvgSq);
-  layout.attr("MAX_EXP_AVG_SQ") = static_cast<int>(launch_table::kMaxExpAvgSq);
-  layout.attr("NUMEL") = static_cast<int>(launch_table::kNumel);
-  layout.attr("MASTER") = static_cast<int>(launch_table::kMaster);
-  layout.attr("COMPENSATION") = static_cast<int>(launch_table::kCompensation);
-  layout.attr("SALT") = static_cast<int>(launch_table::kSalt);
-  layout.attr("CHUNK_COLUMNS") = static_cast<int>(launch_table::kChunkColumns);
-  layout.attr("TENSOR_INDEX") = static_cast<int>(launch_table::kTensorIndex);
-  layout.attr("FIRST_ELEMENT") = static_cast<int>(launch_table::kFirstElement);
+  {
+    using namespace launch_table;
+    const std::pair<const char*, int> columns[] = {
+        {"TENSOR_COLUMNS", kTensorColumns}, {"PARAM", kParam}, {"GRAD", kGrad}, {"EXP_AVG", kExpAvg},
+        {"EXP_AVG_SQ", kExpAvgSq}, {"MAX_EXP_AVG_SQ", kMaxExpAvgSq}, {"NUMEL", kNumel}, {"MASTER", kMaster},
+        {"COMPENSATION", kCompensation}, {"SALT", kSalt}, {"CHUNK_COLUMNS", kChunkColumns},
+        {"TENSOR_INDEX", kTensorIndex}, {"FIRST_ELEMENT", kFirstElement}};
+    for (const auto& [name, value] : columns) layout.attr(name) = value;
+  }
 
   m.def("adam_step_cpu", &adam_step_cpu, py::arg("table"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
         py::arg("eps"), py::arg("weight_decay"), py::arg("weight_decay_mode"), py::arg("amsgrad"),

@@ -22,37 +22,29 @@ BACKENDS: dict[str, Backend] = {
 AUTO_ORDER = {"cpu": ("cpu",), "cuda": ("cuda", "triton")}
 
 
-def resolve(requested: str, p: torch.Tensor, where: str) -> str:
-    """The backend that steps `p`: the requested one (or an error saying why it cannot), or auto's pick. A
-    DTensor is judged by its local shard, which is what a native backend steps (local_shards.py)."""
+def _refusal(name: str, p: torch.Tensor) -> str | None:
+    """Why backend `name` cannot step `p`, or None. A DTensor is judged by its local shard, which is what a
+    native backend steps (local_shards.py)."""
     local = local_shard(p)
-    if local is not None:
-        p = local
+    backend = BACKENDS[name]
+    return backend.unavailable_reason() or backend.unsupported_reason(p if local is None else local)
+
+
+def resolve(requested: str, p: torch.Tensor, where: str) -> str:
+    """The backend that steps `p`: the requested one (or an error saying why it cannot), or auto's pick."""
     if requested != "auto":
-        backend = BACKENDS[requested]
-        reason = backend.unavailable_reason() or backend.unsupported_reason(p)
+        reason = _refusal(requested, p)
         if reason is not None:
             raise ValueError(f"backend={requested!r} cannot step {where}: {reason}. "
                              "Use backend='auto' to let fusedadam choose, or backend='torch'.")
         return requested
-    for name in AUTO_ORDER.get(p.device.type, ()):
-        backend = BACKENDS[name]
-        if backend.unavailable_reason() is None and backend.unsupported_reason(p) is None:
-            return name
-    return "torch"
+    return next((name for name in AUTO_ORDER.get(p.device.type, ()) if _refusal(name, p) is None), "torch")
 
 
 def native_refusal(p: torch.Tensor) -> str:
     """Why no native backend steps `p` here (for errors about options only native kernels run)."""
-    local = local_shard(p)
-    if local is not None:
-        p = local
-    reasons = []
-    for name in AUTO_ORDER.get(p.device.type, ()):
-        backend = BACKENDS[name]
-        reason = backend.unavailable_reason() or backend.unsupported_reason(p)
-        if reason is not None:
-            reasons.append(f"{name}: {reason}")
+    reasons = [f"{name}: {_refusal(name, p)}" for name in AUTO_ORDER.get(p.device.type, ())
+               if _refusal(name, p) is not None]
     return "; ".join(reasons) or f"there is no native backend for {p.device.type} tensors"
 
 
