@@ -95,7 +95,10 @@ native = Pybind11Extension(
     # -fno-math-errno: without it sqrt() may set errno, which blocks vectorization (measured 2.7x slower).
     # -fno-trapping-math: lets GCC turn the branches of the fp16 conversion into vector selects; no
     # result changes (nothing here enables floating-point traps).
-    extra_compile_args=["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast"],
+    # -ffp-contract=off: no a*b+c fused into an FMA. With contraction GCC fused differently in a loop's vector
+    # body and its epilogue (AVX-512 clone), so an element's bits depended on its position in a thread's slice,
+    # i.e. on the tensor's size and the thread count. Without it every element is the same IEEE fp32 expression.
+    extra_compile_args=["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"],
     extra_link_args=["-fopenmp"],
 )
 
