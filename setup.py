@@ -5,9 +5,11 @@ Environment:
   FUSEDADAM_CUDA_ARCHS="80;90" compute capabilities to build cubins for (PTX is added for the last)
   CUDA_HOME / CUDA_PATH        the toolkit to use (else nvcc on PATH, else /usr/local/cuda)
 """
+import hashlib
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension
@@ -17,6 +19,7 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).parent
 CSRC = ROOT / "csrc"
 DEFAULT_CUDA_ARCHS = "80;90"
+PTXAS_REPORT = "_C.ptxas.txt"  # ptxas's resource lines for every kernel, beside the module
 
 
 def find_nvcc():
@@ -52,8 +55,15 @@ def cuda_library_dir(nvcc):
                      "set CUDA_HOME or FUSEDADAM_NO_CUDA=1")
 
 
+def build_jobs():
+    jobs = int(os.environ.get("FUSEDADAM_BUILD_JOBS", "0") or 0)
+    return jobs if jobs > 0 else (os.cpu_count() or 1)
+
+
 class BuildExtWithCuda(build_ext):
-    """Compiles csrc/cuda/*.cu with nvcc into objects that the extension links with cudart_static."""
+    """Compiles csrc/cuda/*.cu with nvcc, side by side, into objects that the extension links with cudart_static.
+    ptxas reports every kernel's registers, stack and spills (-Xptxas -v); those lines are kept next to the module as
+    _C.ptxas.txt, which `python -m fusedadam info --kernels` and tests/test_kernel_resources.py read."""
 
     def build_extension(self, ext):
         nvcc = find_nvcc()
@@ -62,24 +72,72 @@ class BuildExtWithCuda(build_ext):
             arch_names = " ".join([f"sm_{a}" for a in archs] + [f"compute_{archs[-1]}"])
             gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
             gencode.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")
-            out_dir = Path(self.build_temp) / "cuda"
+            # Objects are cached by content (build/cuda-objects, keyed by the command and every csrc file): an
+            # editable install builds in a fresh temporary folder each time, and nvcc is most of a build.
+            out_dir = ROOT / "build" / "cuda-objects"
             out_dir.mkdir(parents=True, exist_ok=True)
-            for source in sorted((CSRC / "cuda").glob("*.cu")):
-                obj = out_dir / (source.stem + ".o")
-                cmd = [str(nvcc), "-std=c++17", "-O3", "--threads", "0", "-Xcompiler", "-fPIC",
-                       "-Xcompiler", "-fvisibility=hidden", f"-I{CSRC}",
-                       f'-DFUSEDADAM_CUDA_ARCH_LIST="{arch_names}"', *gencode, "-c", str(source), "-o", str(obj)]
+            sources = sorted((CSRC / "cuda").glob("*.cu"))
+            csrc_digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(CSRC.rglob("*")) if p.is_file()))
+
+            def compile_one(source):
+                # The host compiler contracts nothing, as for the CPU kernels: the kernel code nvcc also compiles for
+                # the host (backend "cuda-host") then computes exactly what the CPU kernel does. Device code keeps
+                # nvcc's FMA contraction (--fmad=true), as torch's kernels do.
+                cmd = [str(nvcc), "-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden",
+                       "-Xcompiler", "-ffp-contract=off", "-Xptxas", "-v", f"-I{CSRC}",
+                       f'-DFUSEDADAM_CUDA_ARCH_LIST="{arch_names}"', *gencode, "-c", str(source)]
+                key = csrc_digest.copy()
+                key.update(" ".join(cmd).encode())
+                obj = out_dir / f"{source.stem}-{key.hexdigest()[:16]}.o"
+                cmd += ["-o", str(obj)]
+                log = obj.with_suffix(".log")
+                if obj.exists() and log.exists():
+                    return cmd, obj, subprocess.CompletedProcess(cmd, 0, log.read_text(), "")
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode == 0:
+                    log.write_text(done.stdout + done.stderr)
+                return cmd, obj, done
+
+            with ThreadPoolExecutor(max_workers=build_jobs()) as pool:
+                results = list(pool.map(compile_one, sources))
+            ptxas = []
+            for cmd, obj, done in results:
                 print(" ".join(cmd), flush=True)
-                subprocess.check_call(cmd)
+                lines = (done.stdout + done.stderr).splitlines()
+                ptxas += [line for line in lines if line.startswith("ptxas info") or line.startswith("    ")]
+                other = [line for line in lines if not (line.startswith("ptxas info") or line.startswith("    "))]
+                if other:
+                    print("\n".join(other), flush=True)
+                if done.returncode != 0:
+                    raise SystemExit(f"nvcc failed on {cmd[-3]} (exit {done.returncode})")
                 ext.extra_objects.append(str(obj))
+            self._ptxas_report = "\n".join(ptxas) + "\n"
             ext.define_macros.append(("FUSEDADAM_WITH_CUDA", "1"))
             ext.library_dirs.append(str(cuda_library_dir(nvcc)))
             # Static cudart: the wheel needs only the driver, which is loaded lazily at the first CUDA call,
             # so the module imports on machines without a GPU.
             ext.libraries += ["cudart_static", "dl", "rt", "pthread"]
         else:
+            self._ptxas_report = None
             print("fusedadam: building without CUDA (nvcc not found or FUSEDADAM_NO_CUDA=1)", flush=True)
         super().build_extension(ext)
+        report = Path(self.get_ext_fullpath(ext.name)).with_name(PTXAS_REPORT)
+        if self._ptxas_report is None:
+            report.unlink(missing_ok=True)
+        else:
+            report.write_text(self._ptxas_report)
+
+    def copy_extensions_to_source(self):
+        """Editable installs copy the module into the source tree; the ptxas report goes beside it."""
+        super().copy_extensions_to_source()
+        build_py = self.get_finalized_command("build_py")
+        for ext in self.extensions:
+            inplace_file, regular_file = self._get_inplace_equivalent(build_py, ext)
+            report, target = Path(regular_file).with_name(PTXAS_REPORT), Path(inplace_file).with_name(PTXAS_REPORT)
+            if report.exists():
+                self.copy_file(str(report), str(target))
+            else:
+                target.unlink(missing_ok=True)
 
 
 # The CPU kernels are split over translation units (csrc/cpu/adam_cpu*.cpp) that compile side by side:

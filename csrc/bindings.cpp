@@ -327,10 +327,36 @@ void adam_step_cpu(const PyTensorTable& self, double lr, double beta1, double be
 // Pointers are integers (0 for "none"): the device backends pass tensors' data_ptr().
 #define ADAM_STEP_CUDA_ARGS                                                                                    \
   py::arg("device"), py::arg("stream"), py::arg("table"), py::arg("num_tensors"), py::arg("num_chunks"),        \
-      py::arg("chunk_size"), py::arg("dtype"), py::arg("state_dtype"), py::arg("param_update"), py::arg("steps"), py::arg("done_counter"), py::arg("lr"),      \
-      py::arg("lr_on_device"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),   \
-      py::arg("weight_decay_mode"), py::arg("amsgrad"), py::arg("maximize"), py::arg("seed"),                  \
+      py::arg("chunk_size"), py::arg("dtype"), py::arg("state_dtype"), py::arg("param_update"), py::arg("steps"), \
+      py::arg("done_counter"), py::arg("lr"), py::arg("lr_on_device"), py::arg("beta1"), py::arg("beta2"),       \
+      py::arg("beta1_on_device"), py::arg("beta2_on_device"), py::arg("eps"), py::arg("weight_decay"),          \
+      py::arg("weight_decay_mode"), py::arg("amsgrad"), py::arg("maximize"), py::arg("seed"),                   \
       py::arg("grad_scale"), py::arg("found_inf")
+#define ADAM_STEP_CUDA_SIGNATURE                                                                                \
+  int device, uintptr_t stream, uintptr_t table, int64_t num_tensors, int64_t num_chunks, int64_t chunk_size,   \
+      int dtype, int state_dtype, int param_update, uintptr_t steps, uintptr_t done_counter, double lr,         \
+      uintptr_t lr_on_device, double beta1, double beta2, uintptr_t beta1_on_device, uintptr_t beta2_on_device, \
+      double eps, double weight_decay, int weight_decay_mode, bool amsgrad, bool maximize, uint64_t seed,        \
+      uintptr_t grad_scale, uintptr_t found_inf
+#define ADAM_STEP_CUDA_VALUES                                                                                   \
+  device, stream, table, num_tensors, num_chunks, chunk_size, dtype, state_dtype, param_update, steps,          \
+      done_counter, lr, lr_on_device, beta1, beta2, beta1_on_device, beta2_on_device, eps, weight_decay,        \
+      weight_decay_mode, amsgrad, maximize, seed, grad_scale, found_inf
+
+#ifdef FUSEDADAM_WITH_CUDA
+cuda::AdamLaunchParams launch_params(ADAM_STEP_CUDA_SIGNATURE) {
+  check_precision(dtype, state_dtype, param_update);
+  check_weight_decay_mode(weight_decay_mode);
+  return cuda::AdamLaunchParams{device, stream, as_pointer<const int64_t>(table), num_tensors, num_chunks, chunk_size,
+                                static_cast<DType>(dtype), static_cast<DType>(state_dtype),
+                                static_cast<ParamUpdate>(param_update), as_pointer<float>(steps),
+                                as_pointer<unsigned int>(done_counter), lr, as_pointer<const float>(lr_on_device),
+                                beta1, beta2, as_pointer<const float>(beta1_on_device),
+                                as_pointer<const float>(beta2_on_device), eps, weight_decay,
+                                static_cast<WeightDecay>(weight_decay_mode), amsgrad, maximize, seed,
+                                as_pointer<const float>(grad_scale), as_pointer<const float>(found_inf)};
+}
+#endif
 
 [[noreturn]] void no_cuda() {
   throw std::runtime_error(
@@ -397,25 +423,40 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_runtime_version", &cuda::runtime_version);
   m.def("cuda_compiled_archs", &cuda::compiled_archs);
   m.def("cuda_device_name", &cuda::device_name, py::arg("device"));
+  m.def("cuda_stream_is_capturing", &cuda::stream_is_capturing, py::arg("device"), py::arg("stream"));
   m.def(
       "adam_step_cuda",
-      [](int device, uintptr_t stream, uintptr_t table, int64_t num_tensors, int64_t num_chunks, int64_t chunk_size,
-         int dtype, int state_dtype, int param_update, uintptr_t steps, uintptr_t done_counter, double lr,
-         uintptr_t lr_on_device, double beta1, double beta2, double eps, double weight_decay, int weight_decay_mode,
-         bool amsgrad, bool maximize, uint64_t seed, uintptr_t grad_scale, uintptr_t found_inf) {
-        check_precision(dtype, state_dtype, param_update);
-        check_weight_decay_mode(weight_decay_mode);
-        const cuda::AdamLaunchParams params{device, stream, as_pointer<const int64_t>(table), num_tensors, num_chunks,
-                                            chunk_size, static_cast<DType>(dtype), static_cast<DType>(state_dtype),
-                                            static_cast<ParamUpdate>(param_update), as_pointer<float>(steps),
-                                            as_pointer<unsigned int>(done_counter), lr,
-                                            as_pointer<const float>(lr_on_device), beta1, beta2, eps, weight_decay,
-                                            static_cast<WeightDecay>(weight_decay_mode), amsgrad, maximize, seed,
-                                            as_pointer<const float>(grad_scale), as_pointer<const float>(found_inf)};
+      [](ADAM_STEP_CUDA_SIGNATURE) {
+        const cuda::AdamLaunchParams params = launch_params(ADAM_STEP_CUDA_VALUES);
         py::gil_scoped_release release;
         cuda::adam_step(params);
       },
       ADAM_STEP_CUDA_ARGS);
+  m.def(
+      "adam_step_cuda_host",
+      [](ADAM_STEP_CUDA_SIGNATURE, int64_t sms, int64_t blocks_per_sm, uint64_t order_seed) {
+        const cuda::AdamLaunchParams params = launch_params(ADAM_STEP_CUDA_VALUES);
+        cuda::ExecutionTally tally;
+        {
+          py::gil_scoped_release release;
+          tally = cuda::adam_step_on_host(params, cuda::HostGrid{sms, blocks_per_sm, order_seed});
+        }
+        py::dict counts;
+        counts["blocks"] = tally.blocks;
+        counts["chunks"] = tally.chunks;
+        counts["packed_elements"] = tally.packed_elements;
+        counts["unaligned_pack_arrays"] = tally.unaligned_pack_arrays;
+        counts["scalar_elements"] = tally.scalar_elements;
+        counts["coefficient_computations"] = tally.coefficient_computations;
+        counts["rounding_key_computations"] = tally.rounding_key_computations;
+        counts["last_blocks"] = tally.last_blocks;
+        counts["skipped_launches"] = tally.skipped_launches;
+        return counts;
+      },
+      ADAM_STEP_CUDA_ARGS, py::arg("sms"), py::arg("blocks_per_sm"), py::arg("order_seed"),
+      "The CUDA kernel's own code run on the host over host memory (a testing tool): every block of the grid a GPU "
+      "with `sms` SMs holding `blocks_per_sm` blocks would get, in an order drawn from `order_seed`, every thread of "
+      "each. Returns what the launcher counted.");
   m.def(
       "bandwidth_probe_cuda",
       [](int device, uintptr_t stream, uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d, int64_t words) {
@@ -428,15 +469,17 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("has_cuda") = false;
   m.def(
-      "adam_step_cuda",
-      [](int, uintptr_t, uintptr_t, int64_t, int64_t, int64_t, int, int, int, uintptr_t, uintptr_t, double, uintptr_t,
-         double, double, double, double, int, bool, bool, uint64_t, uintptr_t, uintptr_t) { no_cuda(); },
-      ADAM_STEP_CUDA_ARGS);
+      "adam_step_cuda", [](ADAM_STEP_CUDA_SIGNATURE) { no_cuda(); }, ADAM_STEP_CUDA_ARGS);
+  m.def(
+      "adam_step_cuda_host",
+      [](ADAM_STEP_CUDA_SIGNATURE, int64_t, int64_t, uint64_t) -> py::dict { no_cuda(); }, ADAM_STEP_CUDA_ARGS,
+      py::arg("sms"), py::arg("blocks_per_sm"), py::arg("order_seed"));
   m.def("cuda_device_count", []() -> int { no_cuda(); });
   m.def("cuda_driver_version", []() -> int { return 0; });
   m.def("cuda_runtime_version", []() -> int { no_cuda(); });
   m.def("cuda_compiled_archs", []() { return std::string(); });
   m.def("cuda_device_name", [](int) -> std::string { no_cuda(); }, py::arg("device"));
+  m.def("cuda_stream_is_capturing", [](int, uintptr_t) -> bool { no_cuda(); }, py::arg("device"), py::arg("stream"));
   m.def(
       "bandwidth_probe_cuda",
       [](int, uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, int64_t) { no_cuda(); }, py::arg("device"),

@@ -8,7 +8,7 @@ import torch
 
 from .precision import PRECISION_DEFAULTS, check_precision_options, needs_native_backend, precision_unsupported_reason
 
-BACKEND_NAMES = ("auto", "cpu", "cuda", "triton", "torch")
+BACKEND_NAMES = ("auto", "cpu", "cuda", "triton", "torch", "cuda-host")
 
 
 def _as_float(name: str, value) -> float | None:

@@ -45,6 +45,8 @@ BACKEND_SPECS = [
     BackendSpec("torch", "cpu"),
     # The Triton interpreter (TRITON_INTERPRET=1, set in conftest.py) runs the same kernel on the CPU.
     BackendSpec("triton", "cpu", dtypes=TRITON_DTYPES, max_tensors=100),
+    # The CUDA kernel's own code, played on the CPU block by block and thread by thread (backends/cuda_host.py).
+    BackendSpec("cuda-host", "cpu"),
     BackendSpec("cuda", "cuda"),
     BackendSpec("triton", "cuda", dtypes=TRITON_DTYPES),
 ]

@@ -1,6 +1,7 @@
 """The launch table (csrc/launch_table.h) that the cuda and triton kernels walk: its rows name every tensor's
 arrays and numel, its chunk rows cover every element exactly once, and it is rewritten only when a gradient
 moves."""
+import pytest
 import torch
 
 import fusedadam._C as C
@@ -8,6 +9,7 @@ from fusedadam import FusedAdam
 from fusedadam.backends.base import StateLayout
 from fusedadam.backends.native_table import PartitionTable, gather_steps
 from fusedadam.precision import Precision
+from specs import BACKEND_SPECS, require
 
 LAYOUT = C.launch_table
 
@@ -97,17 +99,26 @@ def test_grad_version_changes_only_when_a_gradient_moves():
     assert table.gather_grads() and table.native.grad_version == version + 1
 
 
-def test_a_device_backend_steps_many_tensors_in_one_launch(monkeypatch):
-    """Every chunk of every tensor goes through one kernel launch per step (the triton backend in the
-    interpreter; the same table feeds the CUDA kernel)."""
+@pytest.mark.parametrize("backend", ["triton", "cuda-host"])
+def test_a_device_backend_steps_many_tensors_in_one_launch(monkeypatch, backend):
+    """Every chunk of every tensor goes through one kernel launch per step (the triton backend in the interpreter,
+    and the CUDA kernel played on the host; on a GPU the same table feeds both)."""
+    from fusedadam.backends import cuda_host
     from fusedadam.triton_kernels import multi_tensor_adam
 
+    require(next(s for s in BACKEND_SPECS if s.name == backend))
+    module, name = {"triton": (multi_tensor_adam, "launch_multi_tensor_adam"), "cuda-host": (cuda_host, "_launch")}[backend]
     launches = []
-    real = multi_tensor_adam.launch_multi_tensor_adam
-    monkeypatch.setattr(multi_tensor_adam, "launch_multi_tensor_adam",
-                        lambda **kw: launches.append(kw["launch"].num_chunks) or real(**kw))
+    real = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        launch = kwargs["launch"] if "launch" in kwargs else args[0]
+        launches.append(launch.num_chunks)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
     params = [torch.randn(n) for n in (40_000, 3, 17, 1)]
-    optimizer = FusedAdam(params, backend="triton")
+    optimizer = FusedAdam(params, backend=backend)
     for p in params:
         p.grad = torch.randn_like(p)
     optimizer.step()

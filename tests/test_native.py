@@ -70,10 +70,29 @@ def test_cuda_entry_points_fail_clearly_without_a_gpu():
     with pytest.raises(RuntimeError, match=r"fusedadam: cudaGetDeviceCount failed: cuda\w+: .+|built without CUDA"):
         C.cuda_device_count()
     with pytest.raises(RuntimeError, match=r"fusedadam: cuda\w+ failed: cuda\w+: .+|built without CUDA"):
-        C.adam_step_cuda(device=0, stream=0, table=0, num_tensors=0, num_chunks=0, chunk_size=64, dtype=0,
-                         state_dtype=0, param_update=0, steps=0, done_counter=0, lr=1e-3, lr_on_device=0, beta1=0.9,
-                         beta2=0.999, eps=1e-8, weight_decay=0, weight_decay_mode=0, amsgrad=False, maximize=False,
-                         seed=0, grad_scale=0, found_inf=0)
+        C.adam_step_cuda(device=0, stream=0, **_NO_TENSORS)
+
+
+# The arguments of an Adam launch over no tensors.
+_NO_TENSORS = dict(table=0, num_tensors=0, num_chunks=0, chunk_size=64, dtype=0, state_dtype=0, param_update=0, steps=0,
+                   done_counter=0, lr=1e-3, lr_on_device=0, beta1=0.9, beta2=0.999, beta1_on_device=0, beta2_on_device=0,
+                   eps=1e-8, weight_decay=0, weight_decay_mode=0, amsgrad=False, maximize=False, seed=0, grad_scale=0,
+                   found_inf=0)
+
+
+@pytest.mark.skipif(not C.has_cuda, reason="built without CUDA (FUSEDADAM_NO_CUDA=1 or no nvcc)")
+def test_the_host_launcher_refuses_what_no_gpu_launch_could_be():
+    done_counter = torch.zeros(1, dtype=torch.int32)
+    launch = dict(_NO_TENSORS, done_counter=done_counter.data_ptr())
+    tally = C.adam_step_cuda_host(device=-1, stream=0, **launch, sms=2, blocks_per_sm=3, order_seed=0)
+    assert tally["blocks"] == 1 and tally["last_blocks"] == 1  # no chunks: one block, for the epilogue
+    with pytest.raises(ValueError, match="chunk_size must be a positive multiple of 64"):
+        C.adam_step_cuda_host(device=-1, stream=0, **dict(launch, chunk_size=100), sms=2, blocks_per_sm=3, order_seed=0)
+    with pytest.raises(ValueError, match="sms >= 1 and blocks_per_sm >= 1"):
+        C.adam_step_cuda_host(device=-1, stream=0, **launch, sms=0, blocks_per_sm=3, order_seed=0)
+    with pytest.raises(ValueError, match="unsupported combination"):
+        C.adam_step_cuda_host(device=-1, stream=0, **dict(launch, dtype=1, state_dtype=3), sms=1, blocks_per_sm=1,
+                              order_seed=0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a GPU")

@@ -63,6 +63,13 @@ std::string device_name(int device) {
   return prop.name;
 }
 
+bool stream_is_capturing(int device, uintptr_t stream) {
+  DeviceGuard guard(device);
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(reinterpret_cast<cudaStream_t>(stream), &status), "cudaStreamIsCapturing");
+  return status != cudaStreamCaptureStatusNone;
+}
+
 void bandwidth_probe(int device, uintptr_t stream, uint32_t* a, uint32_t* b, uint32_t* c, const uint32_t* d,
                      int64_t words) {
   DeviceGuard guard(device);

@@ -14,6 +14,9 @@ int runtime_version();     // the statically linked runtime
 std::string compiled_archs();  // e.g. "sm_80 sm_90 compute_90"
 std::string device_name(int device);
 
+// Whether `stream` (a cudaStream_t of `device`) is capturing a CUDA graph.
+bool stream_is_capturing(int device, uintptr_t stream);
+
 // Adam's access pattern on the GPU (4 arrays read, 3 written in place), queued on `stream` of `device`.
 void bandwidth_probe(int device, uintptr_t stream, uint32_t* a, uint32_t* b, uint32_t* c, const uint32_t* d,
                      int64_t words);

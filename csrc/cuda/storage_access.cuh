@@ -1,4 +1,5 @@
-// Loading and storing the storage dtypes in their compute type, 16 bytes at a time where aligned.
+// Loading and storing the storage dtypes in their compute type, 16 bytes at a time where an array is aligned.
+// Host and device alike: the host launcher runs these same functions.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -7,6 +8,7 @@
 #include <cstdint>
 
 #include "../tensor_table.h"
+#include "execution.cuh"
 
 namespace fusedadam::cuda {
 
@@ -21,40 +23,54 @@ template <typename Storage> struct Opmath { using type = float; };
 template <> struct Opmath<double> { using type = double; };
 template <typename Storage> using opmath_t = typename Opmath<Storage>::type;
 
-__device__ __forceinline__ float to_opmath(float x) { return x; }
-__device__ __forceinline__ double to_opmath(double x) { return x; }
-__device__ __forceinline__ float to_opmath(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_opmath(__nv_bfloat16 x) { return __bfloat162float(x); }
+FUSEDADAM_HOST_DEVICE float to_opmath(float x) { return x; }
+FUSEDADAM_HOST_DEVICE double to_opmath(double x) { return x; }
+FUSEDADAM_HOST_DEVICE float to_opmath(__half x) { return __half2float(x); }
+FUSEDADAM_HOST_DEVICE float to_opmath(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-template <typename Storage> __device__ __forceinline__ Storage from_opmath(opmath_t<Storage> x);
-template <> __device__ __forceinline__ float from_opmath<float>(float x) { return x; }
-template <> __device__ __forceinline__ double from_opmath<double>(double x) { return x; }
-template <> __device__ __forceinline__ __half from_opmath<__half>(float x) { return __float2half_rn(x); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_opmath<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
+template <typename Storage> FUSEDADAM_HOST_DEVICE Storage from_opmath(opmath_t<Storage> x);
+template <> FUSEDADAM_HOST_DEVICE float from_opmath<float>(float x) { return x; }
+template <> FUSEDADAM_HOST_DEVICE double from_opmath<double>(double x) { return x; }
+template <> FUSEDADAM_HOST_DEVICE __half from_opmath<__half>(float x) { return __float2half_rn(x); }
+template <> FUSEDADAM_HOST_DEVICE __nv_bfloat16 from_opmath<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
 
-
-// kSize consecutive elements moved in 16-byte accesses: one access for 4 fp32, 2 fp64 or 8 fp16 / bf16
-// (torch's kernels move only 8 bytes per access for 16-bit types), two for 8 fp32 beside 16-bit arrays.
+// kSize consecutive elements, moved in 16-byte accesses when their array is aligned: one access for 4 fp32, 2 fp64 or
+// 8 fp16 / bf16 (torch's kernels move only 8 bytes per access for 16-bit types), two for 8 fp32 beside 16-bit arrays;
+// a pack of 8 bytes (4 fp16 / bf16) is one 8-byte access.
 template <typename Storage, int kSize>
-struct alignas(16) Pack {
+struct alignas(kSize * sizeof(Storage) >= 16 ? 16 : kSize * sizeof(Storage)) Pack {
   Storage values[kSize];
 };
 
+// Whether a pack can be moved as a whole: 8 bytes, or a multiple of 16 (a single element never is).
+template <typename Storage, int kSize>
+constexpr bool kWholePack = kSize * sizeof(Storage) % 16 == 0 || kSize * sizeof(Storage) == 8;
+
+// `vectorized`: the pack's first element is 16-byte aligned (then one access per 16 bytes), else one access per
+// element. The choice is the same for every thread of a chunk, so the branch never diverges.
 template <int kSize, typename Storage>
-__device__ __forceinline__ Pack<Storage, kSize> load_pack(const Storage* address) {
-  static_assert(kSize * sizeof(Storage) % 16 == 0, "a pack is a whole number of 16-byte accesses");
-  return *reinterpret_cast<const Pack<Storage, kSize>*>(address);
+FUSEDADAM_HOST_DEVICE Pack<Storage, kSize> load_pack(const Storage* address, bool vectorized) {
+  if constexpr (kWholePack<Storage, kSize>) {
+    if (vectorized) return *global(reinterpret_cast<const Pack<Storage, kSize>*>(address));
+  }
+  Pack<Storage, kSize> pack;
+#pragma unroll
+  for (int k = 0; k < kSize; ++k) pack.values[k] = *global(address + k);
+  return pack;
 }
 
 template <typename Storage, int kSize>
-__device__ __forceinline__ void store_pack(Storage* address, const Pack<Storage, kSize>& pack) {
-  *reinterpret_cast<Pack<Storage, kSize>*>(address) = pack;
+FUSEDADAM_HOST_DEVICE void store_pack(Storage* address, const Pack<Storage, kSize>& pack, bool vectorized) {
+  if constexpr (kWholePack<Storage, kSize>) {
+    if (vectorized) {
+      *global(reinterpret_cast<Pack<Storage, kSize>*>(address)) = pack;
+      return;
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kSize; ++k) *global(address + k) = pack.values[k];
 }
 
-__device__ __forceinline__ bool aligned16(const void* address) {
-  return (reinterpret_cast<uintptr_t>(address) % 16) == 0;
-}
+FUSEDADAM_HOST_DEVICE bool aligned16(const void* address) { return (reinterpret_cast<uintptr_t>(address) % 16) == 0; }
 
 }  // namespace fusedadam::cuda

@@ -6,6 +6,7 @@ import torch
 from .base import Backend, Runner, StateLayout, StepConfig
 from .cpu import CpuBackend
 from .cuda import CudaBackend
+from .cuda_host import CudaHostBackend
 from .local_shards import LocalShardRunner, local_shard
 from .torch_fallback import TorchBackend
 from .triton_backend import TritonBackend
@@ -16,6 +17,8 @@ BACKENDS: dict[str, Backend] = {
     "cuda": CudaBackend(),
     "triton": TritonBackend(),
     "torch": TorchBackend(),
+    # The CUDA kernel played on the host: a testing tool, never an "auto" choice (cuda_host.py).
+    "cuda-host": CudaHostBackend(),
 }
 
 # What "auto" tries, in order, for each device type; the torch backend takes everything else.

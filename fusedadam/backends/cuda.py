@@ -21,18 +21,23 @@ def _pointer(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
+def kernel_arguments(launch: Launch) -> dict:
+    """The arguments of the native adam_step_cuda (and of adam_step_cuda_host, which plays the same kernel)."""
+    return dict(
+        table=launch.table.data_ptr(), num_tensors=launch.num_tensors, num_chunks=launch.num_chunks,
+        chunk_size=launch.chunk_size, dtype=DTYPE_CODES[launch.dtype], state_dtype=DTYPE_CODES[launch.state_dtype],
+        param_update=PARAM_UPDATE_CODES[launch.param_update], steps=launch.steps.data_ptr(),
+        done_counter=launch.done_counter.data_ptr(), lr=launch.lr, lr_on_device=_pointer(launch.lr_tensor),
+        beta1=launch.beta1, beta2=launch.beta2, beta1_on_device=_pointer(launch.beta1_tensor),
+        beta2_on_device=_pointer(launch.beta2_tensor), eps=launch.eps, weight_decay=launch.weight_decay,
+        weight_decay_mode=launch.weight_decay_mode, amsgrad=launch.amsgrad, maximize=launch.maximize,
+        seed=launch.rounding_seed, grad_scale=_pointer(launch.grad_scale), found_inf=_pointer(launch.found_inf))
+
+
 def _launch(launch: Launch) -> None:
     device = launch.table.device
-    native().adam_step_cuda(
-        device=device.index, stream=torch.cuda.current_stream(device).cuda_stream, table=launch.table.data_ptr(),
-        num_tensors=launch.num_tensors, num_chunks=launch.num_chunks, chunk_size=launch.chunk_size,
-        dtype=DTYPE_CODES[launch.dtype], state_dtype=DTYPE_CODES[launch.state_dtype],
-        param_update=PARAM_UPDATE_CODES[launch.param_update], steps=launch.steps.data_ptr(),
-        done_counter=launch.done_counter.data_ptr(),
-        lr=launch.lr, lr_on_device=_pointer(launch.lr_tensor), beta1=launch.beta1, beta2=launch.beta2,
-        eps=launch.eps, weight_decay=launch.weight_decay, weight_decay_mode=launch.weight_decay_mode,
-        amsgrad=launch.amsgrad, maximize=launch.maximize, seed=launch.rounding_seed,
-        grad_scale=_pointer(launch.grad_scale), found_inf=_pointer(launch.found_inf))
+    native().adam_step_cuda(device=device.index, stream=torch.cuda.current_stream(device).cuda_stream,
+                            **kernel_arguments(launch))
 
 
 @functools.lru_cache(maxsize=None)
