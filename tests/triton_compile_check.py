@@ -1,33 +1,40 @@
 """Compiles the Triton kernel for NVIDIA targets without a GPU (run by test_triton_compiles.py in a process
 without TRITON_INTERPRET, which would turn @triton.jit into the interpreter). Prints one JSON line per
-variant: the arch, and the count of 16-byte global loads and stores and of approximate math instructions."""
+variant: the arch, the count of 16-byte global loads and stores and of approximate math instructions, whether a
+barrier precedes the completion counter's atomic, and the compiled kernel's registers and memory."""
 import itertools
 import json
 import re
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import triton
 import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from fusedadam.backends.triton_backend import GPU_BLOCK, GPU_CHUNK_SIZE
+from fusedadam.backends.triton_backend import GPU_CHUNK_SIZE, NUM_WARPS, gpu_block
 from fusedadam.triton_kernels.multi_tensor_adam import multi_tensor_adam_kernel as kernel
 
-POINTERS = {"table": "*i64", "steps": "*fp32", "done_counter": "*i32", "lr_pointer": "*fp32", "grad_scale": "*fp32",
-            "found_inf": "*fp32"}
-INTEGERS = ("num_tensors", "num_chunks", "seed_low", "seed_high")
+POINTERS = {"table": "*i64", "steps": "*fp32", "done_counter": "*i32", "lr_pointer": "*fp32", "beta1_pointer": "*fp32",
+            "beta2_pointer": "*fp32", "grad_scale": "*fp32", "found_inf": "*fp32"}
+INTEGERS = ("num_tensors", "num_chunks", "lr_bits", "beta1_bits", "beta2_bits", "weight_decay_bits", "seed_low",
+            "seed_high")
 NEAREST, MASTER, STOCHASTIC, KAHAN = range(4)  # csrc/param_update.h ParamUpdate
+SIZES = {tl.float32: 4, tl.float16: 2, tl.bfloat16: 2}
 
 
 def variants():
     """Every storage dtype with every mode flag on in one variant and off in another; then every parameter update
     (precision.py), with everything on."""
     def variant(param, state, update, everything):
-        return dict(PARAM_DTYPE=param, STATE_DTYPE=state, UPDATE=update, CHUNK_SIZE=GPU_CHUNK_SIZE, BLOCK=GPU_BLOCK,
+        block = gpu_block(SIZES[param], SIZES[state], update == MASTER)
+        return dict(PARAM_DTYPE=param, STATE_DTYPE=state, UPDATE=update, CHUNK_SIZE=GPU_CHUNK_SIZE, BLOCK=block,
                     ALIGNED=True, WEIGHT_DECAY=2 if everything else 1, AMSGRAD=everything, MAXIMIZE=everything,
-                    LR_ON_DEVICE=everything, GRAD_SCALE=everything, FOUND_INF=everything, PARAM_BITS=False,
-                    STATE_BITS=False)
+                    LR_ON_DEVICE=everything, BETA1_ON_DEVICE=everything, BETA2_ON_DEVICE=everything,
+                    GRAD_SCALE=everything, FOUND_INF=everything, PARAM_BITS=False, STATE_BITS=False)
     for storage, everything in itertools.product((tl.float32, tl.float16, tl.bfloat16), (False, True)):
         yield variant(storage, storage, NEAREST, everything)
     yield variant(tl.float32, tl.bfloat16, NEAREST, True)
@@ -37,21 +44,39 @@ def variants():
     yield variant(tl.bfloat16, tl.bfloat16, KAHAN, True)
 
 
+def resources(cubin: bytes) -> dict:
+    """Registers, stack and local memory per thread, and shared memory per program, of the compiled kernel
+    (`cuobjdump -res-usage`, Triton's own)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "kernel.cubin"
+        path.write_bytes(cubin)
+        done = subprocess.run([str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"),
+                               "-res-usage", str(path)], capture_output=True, text=True, check=True)
+    usage = dict(re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", done.stdout))
+    return {"registers": int(usage["REG"]), "stack_bytes": int(usage["STACK"]), "local_bytes": int(usage["LOCAL"]),
+            "shared_bytes": int(usage["SHARED"])}
+
+
 def main(archs):
     for arch, constexprs in itertools.product(archs, variants()):
         signature = {name: "constexpr" if name in constexprs else POINTERS.get(name, "i64" if name in INTEGERS
                                                                                 else "fp32")
                      for name in kernel.arg_names}
         compiled = triton.compile(ASTSource(kernel, signature, constexprs=constexprs),
-                                  target=GPUTarget("cuda", arch, 32), options={"enable_fp_fusion": True})
+                                  target=GPUTarget("cuda", arch, 32),
+                                  options={"enable_fp_fusion": True, "num_warps": NUM_WARPS})
         ptx = compiled.asm["ptx"]
+        barrier, atomic = ptx.find("bar.sync"), ptx.find("atom.")
         print(json.dumps({"arch": arch, "param": str(constexprs["PARAM_DTYPE"]),
                           "state": str(constexprs["STATE_DTYPE"]),
                           "update": constexprs["UPDATE"], "amsgrad": constexprs["AMSGRAD"],
                           "cubin_bytes": len(compiled.asm["cubin"]),
-                          "vector_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
-                          "vector_stores": len(re.findall(r"st\.global[.\w]*\.v4", ptx)),
-                          "approximate_math": len(re.findall(r"\.approx", ptx))}), flush=True)
+                          "vector_loads": len(re.findall(r"ld\.global[.\w]*\.v[24]", ptx)),
+                          "vector_stores": len(re.findall(r"st\.global[.\w]*\.v[24]", ptx)),
+                          "vector16_loads": len(re.findall(r"ld\.global[.\w]*\.v4", ptx)),
+                          "approximate_math": len(re.findall(r"\.approx(?:\.ftz)?\.f32", ptx)),
+                          "barrier_before_atomic": 0 <= barrier < atomic,
+                          **resources(compiled.asm["cubin"])}), flush=True)
 
 
 if __name__ == "__main__":

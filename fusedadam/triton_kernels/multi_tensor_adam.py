@@ -1,14 +1,13 @@
 """One Triton launch steps every tensor of a (device, dtype) partition, walking the launch table of
 csrc/launch_table.h with a persistent grid; the per-element math is adam_math.adam_update.
 
-Per chunk a program reads the tensor's row (addresses cast with tl.pointer_type), computes the bias
-corrections in fp64 from the tensor's step counter, and updates the chunk in BLOCK-sized pieces: full pieces
-without a mask (so the compiler can use 16-byte accesses when every address is aligned), then one masked
-tail. The last program to finish increments every step counter (one launch, no race: every other program
-has read its counters before it signals completion); with found_inf set nothing at all is written."""
+Each program takes a contiguous range of chunk rows, as the CUDA kernel's blocks do. Per chunk it reads the tensor's
+row (addresses cast with tl.pointer_type), computes the bias corrections in fp64 when the tensor's step counter differs
+from the previous chunk's, and updates the chunk in BLOCK-sized pieces: full pieces without a mask (so the compiler can
+use 16-byte accesses when every address is aligned), then one masked tail. The last program to finish increments every
+step counter (one launch, no race: every other program has read its counters before it signals completion); with
+found_inf set nothing at all is written."""
 from __future__ import annotations
-
-import math
 
 import numpy
 import torch
@@ -114,40 +113,59 @@ def adam_piece(offsets, mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, 
 
 
 @triton.jit
-def two_floats_as_double(hi, lo):
-    return tl.cast(hi, tl.float64) + tl.cast(lo, tl.float64)
+def host_or_device(bits, pointer, ON_DEVICE: tl.constexpr):
+    """A double hyperparameter: the fp32 tensor at `pointer` when ON_DEVICE (a tensor the user may update in place),
+    else the host's double, passed as its 64 bits (Triton would round a Python float argument to fp32)."""
+    if ON_DEVICE:
+        value = tl.load(pointer).to(tl.float64)
+    else:
+        value = bits.to(tl.int64).to(tl.float64, bitcast=True)  # Triton passes a small integer as int32
+    return value
 
 
-@triton.jit(do_not_specialize=["num_tensors", "num_chunks", "seed_low", "seed_high"])
+@triton.jit(do_not_specialize=["num_tensors", "num_chunks", "lr_bits", "beta1_bits", "beta2_bits",
+                               "weight_decay_bits", "seed_low", "seed_high"])
 def multi_tensor_adam_kernel(
         table, num_tensors, num_chunks, steps, done_counter,
-        lr_hi, lr_lo, lr_pointer, beta1, beta2, one_minus_beta1, one_minus_beta2,
-        log2_beta1_hi, log2_beta1_lo, log2_beta2_hi, log2_beta2_lo, eps, weight_decay_hi, weight_decay_lo,
+        lr_bits, lr_pointer, beta1_bits, beta1_pointer, beta2_bits, beta2_pointer, eps, weight_decay_bits,
         grad_scale, found_inf, seed_low, seed_high,
         PARAM_DTYPE: tl.constexpr, STATE_DTYPE: tl.constexpr, UPDATE: tl.constexpr, CHUNK_SIZE: tl.constexpr,
         BLOCK: tl.constexpr, ALIGNED: tl.constexpr, WEIGHT_DECAY: tl.constexpr, AMSGRAD: tl.constexpr,
-        MAXIMIZE: tl.constexpr, LR_ON_DEVICE: tl.constexpr, GRAD_SCALE: tl.constexpr, FOUND_INF: tl.constexpr,
-        PARAM_BITS: tl.constexpr, STATE_BITS: tl.constexpr):
-    program = tl.program_id(0)
-    programs = tl.num_programs(0)
+        MAXIMIZE: tl.constexpr, LR_ON_DEVICE: tl.constexpr, BETA1_ON_DEVICE: tl.constexpr,
+        BETA2_ON_DEVICE: tl.constexpr, GRAD_SCALE: tl.constexpr, FOUND_INF: tl.constexpr, PARAM_BITS: tl.constexpr,
+        STATE_BITS: tl.constexpr):
+    program = tl.program_id(0).to(tl.int64)
+    programs = tl.num_programs(0).to(tl.int64)
     skip = False
     if FOUND_INF:
         skip = tl.load(found_inf) != 0  # GradScaler found inf/NaN: the whole step, counters included, is skipped
     if not skip:
-        if LR_ON_DEVICE:
-            lr = tl.load(lr_pointer).to(tl.float64)
-        else:
-            lr = two_floats_as_double(lr_hi, lr_lo)
-        log2_beta1 = two_floats_as_double(log2_beta1_hi, log2_beta1_lo)
-        log2_beta2 = two_floats_as_double(log2_beta2_hi, log2_beta2_lo)
-        weight_decay64 = two_floats_as_double(weight_decay_hi, weight_decay_lo)
+        # The hyperparameters in fp64, rounded to fp32 where the C++ kernels round them (adam_math.h).
+        lr = host_or_device(lr_bits, lr_pointer, LR_ON_DEVICE)
+        beta1_64 = host_or_device(beta1_bits, beta1_pointer, BETA1_ON_DEVICE)
+        beta2_64 = host_or_device(beta2_bits, beta2_pointer, BETA2_ON_DEVICE)
+        weight_decay64 = host_or_device(weight_decay_bits, lr_pointer, False)
+        beta1, beta2 = beta1_64.to(tl.float32), beta2_64.to(tl.float32)
+        one_minus_beta1, one_minus_beta2 = (1.0 - beta1_64).to(tl.float32), (1.0 - beta2_64).to(tl.float32)
+        log2_beta1, log2_beta2 = tl.log2(beta1_64), tl.log2(beta2_64)  # beta^t = exp2(t * log2(beta)), as in C++
         weight_decay = weight_decay64.to(tl.float32)
         decay_factor = (1.0 - lr * weight_decay64).to(tl.float32)
         scale = 1.0
         if GRAD_SCALE:
             scale = tl.load(grad_scale).to(tl.float32)
         chunk_rows = table + tl.cast(num_tensors, tl.int64) * TENSOR_COLUMNS
-        for chunk in range(program, num_chunks, programs):
+        # A contiguous range of chunks per program, as the CUDA kernel's blocks take them (multi_tensor_apply.cuh).
+        chunks = tl.cast(num_chunks, tl.int64)
+        chunk_begin = chunks * program // programs
+        chunk_end = chunks * (program + 1) // programs
+        # The step's constants depend on a tensor only through its counter: computed when the counter differs from
+        # the last chunk's (nearly always once per program), the rounding stream when the tensor does.
+        coefficients_step = tl.full((), -1.0, tl.float32)
+        step_size = tl.full((), 0.0, tl.float32)
+        bias_correction2_sqrt = tl.full((), 1.0, tl.float32)
+        rounding_key = tl.full((), 0, tl.uint32)
+        rounding_key_of = tl.full((), -1, tl.int64)
+        for chunk in range(chunk_begin, chunk_end):
             chunk_row = chunk_rows + tl.cast(chunk, tl.int64) * CHUNK_COLUMNS
             tensor = tl.load(chunk_row + TENSOR_INDEX)
             first = tl.multiple_of(tl.load(chunk_row + FIRST_ELEMENT), 64)
@@ -175,18 +193,20 @@ def multi_tensor_adam_kernel(
                 master = tl.multiple_of(master, 16)
                 compensation = tl.multiple_of(compensation, 16)
 
-            # This step's constants, once per chunk, in fp64 as the host computes them for the CPU kernel.
             step32 = tl.load(steps + tensor) + 1.0  # the counter is fp32, as torch keeps it
-            step = step32.to(tl.float64)
-            rounding_key = tl.full((), 0, tl.uint32)
+            if step32 != coefficients_step:
+                step = step32.to(tl.float64)
+                bias_correction1 = 1.0 - tl.exp2(step * log2_beta1)
+                bias_correction2 = 1.0 - tl.exp2(step * log2_beta2)
+                step_size = (lr / bias_correction1).to(tl.float32)
+                bias_correction2_sqrt = tl.sqrt(bias_correction2).to(tl.float32)  # fp64 sqrt is IEEE-rounded
+                coefficients_step = step32
             if UPDATE == STOCHASTIC_ROUNDING:
-                salt = tl.load(row + SALT).to(tl.uint32)
-                rounding_key = tensor_rounding_key(seed_low.to(tl.uint32), seed_high.to(tl.uint32), salt,
-                                                   step32.to(tl.uint32))
-            bias_correction1 = 1.0 - tl.exp2(step * log2_beta1)
-            bias_correction2 = 1.0 - tl.exp2(step * log2_beta2)
-            step_size = (lr / bias_correction1).to(tl.float32)
-            bias_correction2_sqrt = tl.sqrt(bias_correction2).to(tl.float32)  # fp64 sqrt is IEEE-rounded
+                if tensor != rounding_key_of:
+                    salt = tl.load(row + SALT).to(tl.uint32)
+                    rounding_key = tensor_rounding_key(seed_low.to(tl.uint32), seed_high.to(tl.uint32), salt,
+                                                       step32.to(tl.uint32))
+                    rounding_key_of = tensor
 
             end = tl.minimum(first + CHUNK_SIZE, numel)
             body_end = first + (end - first) // BLOCK * BLOCK
@@ -203,7 +223,9 @@ def multi_tensor_adam_kernel(
                            weight_decay, decay_factor, step_size, bias_correction2_sqrt, PARAM_DTYPE, STATE_DTYPE,
                            WEIGHT_DECAY, AMSGRAD, MAXIMIZE, GRAD_SCALE, UPDATE, PARAM_BITS, STATE_BITS)
 
-        # acq_rel: this program's reads of the counters happen before it signals; the last one increments.
+        # Every warp of the program has finished its reads of the counters (the barrier: the atomic below is issued
+        # by one thread) before the program signals, acq_rel; the last program to signal increments them all.
+        tl.debug_barrier()
         finished_before = tl.atomic_add(done_counter, 1, sem="acq_rel")
         if finished_before == programs - 1:
             for first_tensor in range(0, num_tensors, BLOCK):
@@ -218,39 +240,34 @@ def fp32(x: float) -> float:
     return float(numpy.float32(x))
 
 
-def split_double(x: float) -> tuple[float, float]:
-    """x as hi + lo, both fp32: Triton passes Python floats as fp32, and the bias corrections need more
-    (1 - beta2 at step 1 would keep only ~4 significant digits)."""
-    hi = fp32(x)
-    lo = 0.0 if math.isinf(hi) else fp32(x - hi)
-    return hi, lo
+def double_bits(x: float) -> int:
+    """The 64 bits of a double, as a signed integer: how a double reaches the kernel exactly."""
+    return int(numpy.float64(x).view(numpy.int64))
 
 
 STORAGE_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
 
 
-def launch_multi_tensor_adam(launch, block: int, programs: int, num_warps: int = 4) -> None:
-    """Queues one step of every tensor of `launch` (a fusedadam.backends.device.Launch) on the current
-    stream, with `programs` persistent programs walking its chunks in pieces of `block` elements."""
-    lr_hi, lr_lo = split_double(launch.lr) if launch.lr_tensor is None else (0.0, 0.0)
-    log2_beta1 = split_double(math.log2(launch.beta1) if launch.beta1 > 0 else -math.inf)
-    log2_beta2 = split_double(math.log2(launch.beta2) if launch.beta2 > 0 else -math.inf)
+def launch_multi_tensor_adam(launch, block: int, programs: int, num_warps: int = 8):
+    """Queues one step of every tensor of `launch` (a fusedadam.backends.device.Launch) on the current stream, with
+    `programs` persistent programs walking its chunks in pieces of `block` elements. Returns the compiled kernel."""
     param_bits = launch.dtype == torch.bfloat16 and interpreting()
     state_bits = launch.state_dtype == torch.bfloat16 and interpreting()
     unused = launch.steps  # a valid pointer for the tensor arguments a mode does not read
-    multi_tensor_adam_kernel[(max(1, programs),)](
+
+    def pointer(t):
+        return t if t is not None else unused
+
+    return multi_tensor_adam_kernel[(max(1, programs),)](
         launch.table, launch.num_tensors, launch.num_chunks, launch.steps, launch.done_counter,
-        lr_hi, lr_lo, launch.lr_tensor if launch.lr_tensor is not None else unused,
-        fp32(launch.beta1), fp32(launch.beta2), fp32(1.0 - launch.beta1), fp32(1.0 - launch.beta2),
-        *log2_beta1, *log2_beta2, fp32(launch.eps), *split_double(launch.weight_decay),
-        launch.grad_scale if launch.grad_scale is not None else unused,
-        launch.found_inf if launch.found_inf is not None else unused,
-        launch.rounding_seed % 2**32, launch.rounding_seed >> 32,
+        double_bits(launch.lr), pointer(launch.lr_tensor), double_bits(launch.beta1), pointer(launch.beta1_tensor),
+        double_bits(launch.beta2), pointer(launch.beta2_tensor), fp32(launch.eps), double_bits(launch.weight_decay),
+        pointer(launch.grad_scale), pointer(launch.found_inf), launch.rounding_seed % 2**32, launch.rounding_seed >> 32,
         PARAM_DTYPE=tl.uint16 if param_bits else STORAGE_TYPES[launch.dtype],
         STATE_DTYPE=tl.uint16 if state_bits else STORAGE_TYPES[launch.state_dtype],
         UPDATE=PARAM_UPDATE_CODES[launch.param_update], CHUNK_SIZE=launch.chunk_size, BLOCK=block,
-        ALIGNED=launch.aligned16,
-        WEIGHT_DECAY=launch.weight_decay_mode, AMSGRAD=launch.amsgrad, MAXIMIZE=launch.maximize,
-        LR_ON_DEVICE=launch.lr_tensor is not None, GRAD_SCALE=launch.grad_scale is not None,
-        FOUND_INF=launch.found_inf is not None, PARAM_BITS=param_bits, STATE_BITS=state_bits,
-        num_warps=num_warps, enable_fp_fusion=True)  # contraction into FMA, as the C++ kernels compile
+        ALIGNED=launch.aligned16, WEIGHT_DECAY=launch.weight_decay_mode, AMSGRAD=launch.amsgrad,
+        MAXIMIZE=launch.maximize, LR_ON_DEVICE=launch.lr_tensor is not None,
+        BETA1_ON_DEVICE=launch.beta1_tensor is not None, BETA2_ON_DEVICE=launch.beta2_tensor is not None,
+        GRAD_SCALE=launch.grad_scale is not None, FOUND_INF=launch.found_inf is not None, PARAM_BITS=param_bits,
+        STATE_BITS=state_bits, num_warps=num_warps, enable_fp_fusion=True)  # FMA contraction, as nvcc compiles
