@@ -107,6 +107,11 @@ def _info(args) -> int:
     from .info import collect, format_info
 
     print(format_info(collect()))
+    if args.kernels:
+        from .kernel_resources import format_table, kernel_table
+
+        print()
+        print(format_table(kernel_table()))
     return 0
 
 
@@ -118,6 +123,9 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     info = commands.add_parser("info", help="what was compiled in and what backend='auto' picks here")
+    info.add_argument("--kernels", action="store_true",
+                      help="also every compiled CUDA kernel: registers, stack, spills, resident 256-thread blocks per "
+                           "SM, occupancy, and 128-bit loads/stores in its SASS (read without a GPU)")
     info.set_defaults(run=_info)
 
     bench = commands.add_parser(

@@ -1,0 +1,66 @@
+"""The compiled CUDA kernels, checked without a GPU: every instantiation is built for every configured architecture,
+none spills or uses local memory, each leaves room for at least 4 resident blocks of 256 threads per SM (half of an
+sm_80 / sm_90 SM), and on its aligned path every array moves in as many 128-bit accesses as its pack holds
+(fusedadam/kernel_resources.py reads ptxas's report and the SASS)."""
+import itertools
+
+import pytest
+
+from fusedadam._native import native
+from fusedadam.kernel_resources import find_cuobjdump, kernel_table
+
+C = native()
+pytestmark = pytest.mark.skipif(not C.has_cuda, reason="built without CUDA (FUSEDADAM_NO_CUDA=1 or no nvcc)")
+
+# csrc/adam_modes.h dispatch_precision: (parameter, state, update).
+PRECISIONS = [("fp32", "fp32", "nearest"), ("fp64", "fp64", "nearest"), ("fp16", "fp16", "nearest"),
+              ("bf16", "bf16", "nearest"), ("fp32", "bf16", "nearest"), ("fp16", "fp32", "nearest"),
+              ("fp16", "bf16", "nearest"), ("bf16", "fp32", "nearest"), ("fp16", "fp32", "master"),
+              ("fp16", "bf16", "master"), ("bf16", "fp32", "master"), ("bf16", "bf16", "master"),
+              ("bf16", "bf16", "stochastic"), ("bf16", "fp32", "stochastic"), ("bf16", "bf16", "kahan"),
+              ("bf16", "fp32", "kahan")]
+MODES = list(itertools.product(("none", "l2", "decoupled"), (False, True), (False, True)))
+SIZE = {"fp32": 4, "fp64": 8, "fp16": 2, "bf16": 2}
+
+
+def adam_kernels(with_sass=False):
+    return [k for k in kernel_table(with_sass) if k.instance]
+
+
+def built_archs():
+    return sorted(int(a[3:]) for a in C.cuda_compiled_archs().split() if a.startswith("sm_"))
+
+
+def test_every_storage_combination_and_mode_is_built_for_every_arch():
+    built = {(k.arch, k.instance["param"], k.instance["state"], k.instance["update"], k.instance["weight_decay"],
+              k.instance["amsgrad"], k.instance["maximize"]) for k in adam_kernels()}
+    expected = {(arch, *precision, *mode) for arch in built_archs() for precision in PRECISIONS for mode in MODES}
+    assert built == expected
+
+
+def test_no_kernel_spills_or_uses_local_memory_and_half_an_sm_stays_resident():
+    kernels = adam_kernels()
+    assert kernels
+    for k in kernels:
+        assert k.stack_bytes == 0 and k.spill_store_bytes == 0 and k.spill_load_bytes == 0, (k.arch, k.name)
+        assert k.blocks_per_sm >= 4, (k.arch, k.name, k.registers)
+
+
+def expected_wide_accesses(instance: dict) -> tuple[int, int]:
+    """128-bit loads and stores of one pack step: each array moves pack x itemsize bytes, in 16-byte accesses when
+    that is a multiple of 16 (adam_kernel.cuh: kVec elements, 4 beside AMSGrad with Kahan or stochastic rounding)."""
+    param, state = SIZE[instance["param"]], SIZE[instance["state"]]
+    update, amsgrad = instance["update"], instance["amsgrad"]
+    kahan, master = update == "kahan", update == "master"
+    pack = 4 if amsgrad and update in ("kahan", "stochastic") else 16 // (2 if kahan else min(param, state))
+    extra = [state] * amsgrad + [4] * master + [2] * kahan
+    reads = [param] * (not master) + [param, state, state] + extra  # with master weights the master replaces p
+    writes = [param, param, state, state] + extra  # p, the unscaled gradient (GradScaler), m, v, ...
+    return tuple(sum(pack * size // 16 for size in sizes if pack * size % 16 == 0) for sizes in (reads, writes))
+
+
+@pytest.mark.skipif(find_cuobjdump() is None, reason="no cuobjdump (CUDA toolkit or triton) to read the SASS")
+def test_aligned_packs_move_in_128_bit_global_accesses():
+    for k in adam_kernels(with_sass=True):
+        assert k.accesses is not None, (k.arch, k.name)
+        assert (k.accesses["load128"], k.accesses["store128"]) == expected_wide_accesses(k.instance), (k.arch, k.name)
