@@ -1,0 +1,125 @@
+"""Mutation testing: applies plausible bugs from a catalog (scripts/mutant_catalog.py) one at a time, rebuilds the native
+module when the bug is in csrc/, runs the tests that should catch it, and reports each mutant as killed (a test failed)
+or survived (every test passed). The source is restored after each mutant, whatever happens.
+
+    .venv/bin/python scripts/mutants.py --list
+    .venv/bin/python scripts/mutants.py cuda-tail-start cuda-pack-offset     # by id
+    .venv/bin/python scripts/mutants.py --area cuda --record                 # an area; --record writes the result file
+    .venv/bin/python scripts/mutants.py --sample 3 --seed 17                 # a random sample (CI)
+
+Exit status 0 when every mutant run was killed, 1 when one survived (or could not be built)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from mutant_catalog import CATALOG, Mutant  # noqa: E402
+
+RESULT_FILE = ROOT / "scripts" / "mutants-last-run.json"
+# Mutant builds compile the CUDA kernels for one architecture only (half the nvcc time); the kernels' code is the same.
+MUTANT_ARCHS = os.environ.get("FUSEDADAM_MUTANT_CUDA_ARCHS", "90")
+
+
+def build(archs: str | None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if archs is not None:
+        env["FUSEDADAM_CUDA_ARCHS"] = archs
+    return subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "-e", "."],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def run_tests(mutant: Mutant, timeout: int) -> tuple[str, str]:
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests]
+    if mutant.select:
+        cmd += ["-k", mutant.select]
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "killed", "timed out (a hang counts as caught)"
+    tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]
+    if done.returncode == 0:
+        return "survived", tail[0]
+    if done.returncode == 5:
+        return "error", "no tests were selected: fix the catalog entry"
+    failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    return "killed", (failed[0] if failed else tail[0])
+
+
+def apply(mutant: Mutant) -> str:
+    path = ROOT / mutant.file
+    original = path.read_text()
+    if original.count(mutant.find) != 1:
+        raise SystemExit(f"mutant {mutant.id}: the text to replace occurs {original.count(mutant.find)} times in "
+                         f"{mutant.file}, not once; update the catalog")
+    path.write_text(original.replace(mutant.find, mutant.replace))
+    return original
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ids", nargs="*", help="mutant ids (default: all, or --area / --sample)")
+    parser.add_argument("--list", action="store_true", help="list the catalog and exit")
+    parser.add_argument("--area", help="only the mutants of this area")
+    parser.add_argument("--sample", type=int, help="run this many mutants drawn at random")
+    parser.add_argument("--seed", type=int, default=None, help="the sample's seed (default: today's date)")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds of tests per mutant")
+    parser.add_argument("--record", action="store_true", help=f"write the results to {RESULT_FILE.relative_to(ROOT)}")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for m in CATALOG:
+            print(f"{m.id:<34} {m.area:<10} {m.file}: {m.why}")
+        return 0
+    chosen = [m for m in CATALOG if (not args.ids or m.id in args.ids) and (not args.area or m.area == args.area)]
+    unknown = set(args.ids) - {m.id for m in CATALOG}
+    if unknown:
+        raise SystemExit(f"unknown mutant ids: {', '.join(sorted(unknown))} (see --list)")
+    if args.sample:
+        seed = args.seed if args.seed is not None else int(time.strftime("%Y%m%d"))
+        chosen = random.Random(seed).sample(chosen, min(args.sample, len(chosen)))
+    native_touched = False
+    results = []
+    for mutant in chosen:
+        start = time.time()
+        original = apply(mutant)
+        try:
+            if mutant.file.startswith("csrc/"):
+                native_touched = True
+                built = build(MUTANT_ARCHS)
+                outcome = ("killed", "does not compile") if built.returncode != 0 else run_tests(mutant, args.timeout)
+            else:
+                outcome = run_tests(mutant, args.timeout)
+        finally:
+            (ROOT / mutant.file).write_text(original)
+        status, detail = outcome
+        results.append({"id": mutant.id, "area": mutant.area, "status": status, "detail": detail,
+                        "seconds": round(time.time() - start)})
+        print(f"{status:<9} {mutant.id:<34} {round(time.time() - start):>4}s  {detail}", flush=True)
+    if native_touched:
+        restored = build(None)  # the unmutated module, for the archs this environment asks for
+        if restored.returncode != 0:
+            print(restored.stdout + restored.stderr, file=sys.stderr)
+            return 1
+    killed = sum(r["status"] == "killed" for r in results)
+    print(f"\n{killed} of {len(results)} mutants killed")
+    if args.record:
+        RESULT_FILE.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "results": results},
+                                          indent=2) + "\n")
+    return 0 if killed == len(results) else 1
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
