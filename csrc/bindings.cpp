@@ -424,6 +424,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_compiled_archs", &cuda::compiled_archs);
   m.def("cuda_device_name", &cuda::device_name, py::arg("device"));
   m.def("cuda_stream_is_capturing", &cuda::stream_is_capturing, py::arg("device"), py::arg("stream"));
+  m.def("cuda_has_primary_context", &cuda::primary_context_active, py::arg("device"));
   m.def(
       "adam_step_cuda",
       [](ADAM_STEP_CUDA_SIGNATURE) {
@@ -480,6 +481,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_compiled_archs", []() { return std::string(); });
   m.def("cuda_device_name", [](int) -> std::string { no_cuda(); }, py::arg("device"));
   m.def("cuda_stream_is_capturing", [](int, uintptr_t) -> bool { no_cuda(); }, py::arg("device"), py::arg("stream"));
+  m.def("cuda_has_primary_context", [](int) -> bool { no_cuda(); }, py::arg("device"));
   m.def(
       "bandwidth_probe_cuda",
       [](int, uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, int64_t) { no_cuda(); }, py::arg("device"),

@@ -7,6 +7,7 @@ and runs every tensor of a (device, dtype) partition in one call.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Callable, Iterable
@@ -49,6 +50,11 @@ class _GroupPlan:
     def fits(self, group: dict) -> bool:
         return (group["params"] is self.params_list and len(self.params_list) == self.num_params
                 and _storage_options(group) == self.storage)
+
+    @property
+    def captured(self) -> bool:
+        """True when a launch of this plan was captured in a CUDA graph (device backends only)."""
+        return any(getattr(runner, "captured", False) for runner in self.runners)
 
     def gather_grads(self) -> bool:
         # A parameter that gained a gradient changes the plan as much as one that lost it.
@@ -112,6 +118,7 @@ class FusedAdam(torch.optim.Optimizer):
         check_hyperparameters(defaults)
         self._plans: dict[int, _GroupPlan] = {}
         self._configs: dict[int, tuple] = {}
+        self._captured_plans: list[_GroupPlan] = []
         super().__init__(params, defaults)
 
     def _patch_step_function(self) -> None:
@@ -150,8 +157,24 @@ class FusedAdam(torch.optim.Optimizer):
         for group in self.param_groups:
             for key, value in _ADAM_GROUP_DEFAULTS.items():
                 group.setdefault(key, value)
-        self._plans = {}
+        self._captured_plans = getattr(self, "_captured_plans", [])
+        self._retire_plans(list(getattr(self, "_plans", {})), "the optimizer's state was replaced")
         self._configs = {}
+
+    def _retire_plans(self, indices, why: str) -> None:
+        """Drops the plans of these groups. A plan whose step was captured in a CUDA graph stays alive with the
+        optimizer: replays of that graph launch on its launch table, counters and gradients, which must not be
+        freed under them (the graph keeps stepping those tensors, not the optimizer's current state)."""
+        plans = getattr(self, "_plans", {})
+        for index in list(indices):
+            plan = plans.pop(index, None)
+            if plan is not None and plan.captured:
+                self._captured_plans.append(plan)
+                warnings.warn(f"fusedadam: the step of param group {index} was captured in a CUDA graph, and its plan "
+                              f"is rebuilt now ({why}); replays of that graph keep stepping the tensors it captured, "
+                              "which stay allocated, not this optimizer's current state: capture the step again",
+                              stacklevel=3)
+        self._plans = plans
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load_state_dict, except that (1) torch casts every floating-point state tensor to its parameter's
@@ -171,6 +194,11 @@ class FusedAdam(torch.optim.Optimizer):
         for saved_id, p in zip(saved_ids, params):
             for key, value in set_aside.get(saved_id, {}).items():
                 self.state[p][key] = value.to(device=p.device, copy=True)
+            step = self.state[p].get("step")
+            if isinstance(step, torch.Tensor):
+                # torch's loader keeps a CPU "step" by reference: two optimizers loading one state_dict would share
+                # (and both advance) the counter, and so would the optimizer that saved it.
+                self.state[p]["step"] = step.clone()
         for group, saved, options in zip(self.param_groups, state_dict["param_groups"], configured):
             for key, value in options.items():
                 if key not in saved:
@@ -210,6 +238,7 @@ class FusedAdam(torch.optim.Optimizer):
         # 2. Create missing state and rebuild the plans whose parameters or gradients changed.
         salts = _salts(self.param_groups) if rebuilds else {}
         for index, group, partitions in rebuilds:
+            self._retire_plans([index], "its parameters or gradients changed")
             self._plans[index] = self._build_plan(group, partitions, salts)
         # 3. Run.
         scaling = AmpScaling.of(self)
@@ -252,7 +281,7 @@ class FusedAdam(torch.optim.Optimizer):
                            "torch" if part.sharded else part.backend, precision.update,
                            seed - 2**64 if seed >= 2**63 else seed, [salts[id(p)] for p in part.params],
                            grad_scale, found_inf)
-        self._plans = {}  # eager steps after compiled ones rebuild their tables from the state as it now is
+        self._plans.clear()  # eager steps after compiled ones rebuild their tables from the state as it now is
 
     def _partition(self, index: int, group: dict) -> list[_Partition]:
         partitions: dict[tuple, _Partition] = {}

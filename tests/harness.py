@@ -52,12 +52,26 @@ def run_torch(problem: Problem, cfg: AdamConfig, **extra):
     return run_optimizer(lambda ps: torch.optim.Adam(ps, **cfg.torch_kwargs(), **extra), problem)
 
 
+def flattened(problem: Problem) -> Problem:
+    """The problem's tensors concatenated into one, on the CPU. Adam is elementwise, so the reference (and the operand
+    scales) of the concatenation, split again, are each tensor's own: one call per step instead of one per tensor
+    and step (3000 tensors took ~3.5 s a test)."""
+    def cat(tensors):
+        return torch.cat([t.detach().cpu().reshape(-1) for t in tensors]) if tensors else torch.empty(0)
+    return Problem([cat(problem.params)], [[cat(step)] for step in problem.grads])
+
+
+def split_like(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [part.view(t.shape) for part, t in zip(flat.split([t.numel() for t in like]), like)]
+
+
 def run_reference(problem: Problem, cfg: AdamConfig) -> list[ReferenceState]:
-    states = [ReferenceState.fresh(p) for p in problem.params]
-    for step_grads in problem.grads:
-        for s, g in zip(states, step_grads):
-            reference_adam_step(s, g, cfg)
-    return states
+    state = ReferenceState.fresh(flattened(problem).params[0])
+    for step_grads in flattened(problem).grads:
+        reference_adam_step(state, step_grads[0], cfg)
+    parts = [split_like(getattr(state, key), problem.params)
+             for key in ("param", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")]
+    return [ReferenceState(*tensors, step=state.step) for tensors in zip(*parts)]
 
 
 def tensors_of(params, states, cfg: AdamConfig):
@@ -108,12 +122,13 @@ def operand_scales(problem: Problem, cfg: AdamConfig):
     lr = float(cfg.lr)
     coupled_decay = cfg.weight_decay if not cfg.decoupled_weight_decay else 0.0
     scales = []
-    for i, p0 in enumerate(problem.params):
+    flat = flattened(problem)
+    for i, p0 in enumerate(flat.params):
         state = ReferenceState.fresh(p0.cpu())
         p_bound = state.param.abs()
         grad_bound = torch.zeros_like(p_bound)
         sensitivity = torch.zeros_like(p_bound)
-        for t, step_grads in enumerate(problem.grads, start=1):
+        for t, step_grads in enumerate(flat.grads, start=1):
             g = step_grads[i].detach().cpu().double()
             grad_t = g.abs() + coupled_decay * state.param.abs()
             reference_adam_step(state, g, cfg)
@@ -131,7 +146,8 @@ def operand_scales(problem: Problem, cfg: AdamConfig):
         if cfg.amsgrad:
             named["max_exp_avg_sq"] = state.max_exp_avg_sq.abs() + (1 - beta2) * grad_bound ** 2
         scales.append(named)
-    return scales
+    parts = {key: split_like(value, problem.params) for key, value in scales[0].items()}
+    return [dict(zip(parts, tensors)) for tensors in zip(*parts.values())]
 
 
 def assert_close_to_reference(ours, reference, dtype, torch_result=None, scales=None):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fusedadam import FusedAdam, FusedAdamW
-from specs import backend_params, require
+from specs import BACKEND_SPECS, backend_params, require
 
 
 def _model(seed=0):
@@ -200,6 +200,27 @@ def test_state_dict_interchange_with_torch(direction):
     _assert_same_training(a, b)
     for p, q in zip(a.parameters(), b.parameters()):
         assert oa.state[p]["step"].item() == ob.state[q]["step"].item() == 8
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda-host"])
+def test_loading_a_state_dict_shares_no_step_counter_with_the_optimizer_that_saved_it(backend):
+    """torch's loader keeps a CPU "step" tensor by reference: without a copy, the optimizer that saved the state
+    advances the loaded one's counters too (seen: 2.5e-3 apart after two steps of each, torch 2.11)."""
+    require(next(s for s in BACKEND_SPECS if s.name == backend))
+    a = _model()
+    oa = torch.optim.AdamW(a.parameters(), lr=1e-2)
+    _train(a, oa, 2)
+    b, c = copy.deepcopy(a), copy.deepcopy(a)
+    ob = FusedAdamW(b.parameters(), lr=1e-2, backend=backend)
+    ob.load_state_dict(oa.state_dict())  # no copy of the state_dict: the step tensors are oa's own
+    oc = torch.optim.AdamW(c.parameters(), lr=1e-2)
+    oc.load_state_dict(copy.deepcopy(oa.state_dict()))
+    _train(a, oa, 2, seed=3)  # the saving optimizer goes on first
+    _train(b, ob, 2, seed=3)
+    _train(c, oc, 2, seed=3)
+    _assert_same_training(b, c)
+    assert [ob.state[p]["step"].item() for p in b.parameters()] == [4.0] * len(list(b.parameters()))
+    assert [oa.state[p]["step"].item() for p in a.parameters()] == [4.0] * len(list(a.parameters()))
 
 
 def test_state_dict_format_is_torchs():

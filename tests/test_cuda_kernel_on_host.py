@@ -25,8 +25,8 @@ DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "fp16": torch.float16, "
 STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
-@pytest.fixture
-def host_grid(monkeypatch):
+@pytest.fixture(params=["cuda-host"])  # in every test id, so that `pytest -k cuda-host` selects these too
+def host_grid(request, monkeypatch):
     require(CUDA_HOST)
     grid = cuda_host.HostGrid(sms=3, blocks_per_sm=2, order_seed=None, chunk_size=128)
     monkeypatch.setattr(cuda_host, "GRID", grid)
@@ -222,11 +222,16 @@ def test_precision_modes_across_chunks_and_remainders(host_grid, mode):
     assert_bit_equal(ours, cpu)
 
 
-def test_a_skipped_launch_writes_nothing_and_says_so():
+def test_gradscaler_unscales_in_the_kernel_and_a_skipped_launch_writes_nothing():
+    """GradScaler's contract: gradients divided by the scale in the kernel and written back unscaled (exactly, for a
+    power of two); with found_inf non-zero the launch changes nothing, step counters included."""
     p = torch.randn(1000)
-    p.grad = torch.randn(1000)
+    grad = torch.randn(1000)
+    p.grad = grad * 4
     optimizer = FusedAdam([p], backend="cuda-host")
+    optimizer.grad_scale, optimizer.found_inf = torch.tensor(4.0), torch.tensor(0.0)
     optimizer.step()
+    assert torch.equal(p.grad, grad)
     before = {k: v.clone() for k, v in optimizer.state[p].items()}
     p_before = p.clone()
     optimizer.found_inf = torch.tensor(1.0)

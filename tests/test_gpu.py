@@ -144,3 +144,165 @@ def test_checkpoints_move_between_gpu_and_cpu(backend):
     for m, r in zip(moved, reference):
         torch.testing.assert_close(m.cpu(), r, rtol=1e-5, atol=1e-7)
         assert gpu_optimizer.state[m]["step"].device.type == "cuda"
+
+
+def _problem(shapes, steps, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    params = [torch.randn(s, generator=generator).cuda() for s in shapes]
+    grads = [[torch.randn(s, generator=generator).cuda() for s in shapes] for _ in range(steps)]
+    return params, grads
+
+
+@pytest.mark.parametrize("backend", DEVICE_BACKENDS)
+def test_steps_on_alternating_streams_stay_ordered(backend):
+    """One runner's launches share a launch table, step counters and a done counter: a step on another stream than
+    the previous one must wait for it (two launches' arrivals interleaving would fire a 'last block' early and leave
+    the counter non-zero for every later step)."""
+    shapes = [(70_001,), (4096,), (1,), (33, 65)]
+    params, grads = _problem(shapes, 8)
+    reference = [p.clone() for p in params]
+    optimizer = FusedAdam(params, lr=1e-2, backend=backend)
+    torch_optimizer = torch.optim.Adam(reference, lr=1e-2)
+    streams = [torch.cuda.Stream(), torch.cuda.Stream()]
+    torch.cuda.synchronize()
+    for step, step_grads in enumerate(grads):
+        with torch.cuda.stream(streams[step % 2]):
+            for p, g in zip(params, step_grads):
+                p.grad = g
+            optimizer.step()
+    torch.cuda.synchronize()
+    for step_grads in grads:
+        for r, g in zip(reference, step_grads):
+            r.grad = g
+        torch_optimizer.step()
+    for p, r in zip(params, reference):
+        torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
+        assert optimizer.state[p]["step"].item() == len(grads)
+    runner = optimizer._plans[0].runners[0]
+    assert runner._done_counter.item() == 0
+
+
+@pytest.mark.parametrize("backend", DEVICE_BACKENDS)
+def test_hyperparameter_tensors_on_the_gpu_need_no_host_sync_and_capture(backend):
+    """A float64 lr tensor and beta tensors on the GPU are converted and read on the device, never through float()
+    (which would synchronize, and fail under capture): the step is captured and replays follow in-place updates."""
+    params, grads = _problem([(1000,), (7, 9)], 6, seed=1)
+    reference = [p.clone() for p in params]
+    lr = torch.tensor(1e-2, dtype=torch.float64, device="cuda")
+    betas = (torch.tensor(0.9, device="cuda"), torch.tensor(0.99, device="cuda"))
+    optimizer = FusedAdam(params, lr=lr, betas=betas, capturable=True, backend=backend)
+    torch_lr = torch.tensor(1e-2, device="cuda")
+    torch_optimizer = torch.optim.Adam(reference, lr=torch_lr, betas=(0.9, 0.99), capturable=True)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for p, g in zip(params, grads[0]):
+            p.grad.copy_(g)
+        optimizer.step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        optimizer.step()
+    for step in range(1, 6):
+        if step == 3:
+            lr.fill_(5e-3)
+        for p, g in zip(params, grads[step]):
+            p.grad.copy_(g)
+        graph.replay()
+    for step in range(6):
+        torch_lr.fill_(1e-2 if step < 3 else 5e-3)
+        for r, g in zip(reference, grads[step]):
+            r.grad = g.clone()
+        torch_optimizer.step()
+    torch.cuda.synchronize()
+    for p, r in zip(params, reference):
+        torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", DEVICE_BACKENDS)
+def test_a_graph_captured_before_a_plan_rebuild_replays_on_memory_kept_alive(backend):
+    """After capture, a gradient set change rebuilds the plan: the optimizer warns, keeps what the graph uses (launch
+    table, counters, the captured gradients) alive, and a later replay touches only that memory."""
+    import gc
+
+    params, grads = _problem([(1000,), (300,)], 2, seed=2)
+    optimizer = FusedAdam(params, lr=1e-2, capturable=True, backend=backend)
+    for p, g in zip(params, grads[0]):
+        p.grad = g.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        optimizer.step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        optimizer.step()
+    params[1].grad = None  # a new gradient set: the next eager step rebuilds the plan
+    with pytest.warns(UserWarning, match="captured in a CUDA graph"):
+        optimizer.step()
+    gc.collect()
+    torch.cuda.empty_cache()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert all(torch.isfinite(p).all() for p in params)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+@pytest.mark.parametrize("backend", DEVICE_BACKENDS)
+def test_parameters_on_another_gpu_than_the_current_one(backend):
+    torch.cuda.set_device(0)
+    generator = torch.Generator().manual_seed(3)
+    params = [torch.randn(5000, generator=generator).to("cuda:1")]
+    reference = [p.clone() for p in params]
+    optimizer = FusedAdam(params, lr=1e-2, backend=backend)
+    torch_optimizer = torch.optim.Adam(reference, lr=1e-2)
+    for _ in range(3):
+        g = torch.randn(5000, generator=generator).to("cuda:1")
+        params[0].grad, reference[0].grad = g.clone(), g.clone()
+        optimizer.step()
+        torch_optimizer.step()
+    torch.cuda.synchronize(1)
+    torch.testing.assert_close(params[0], reference[0], rtol=1e-5, atol=1e-6)
+    assert torch.cuda.current_device() == 0
+
+
+_FRESH_THREAD = """
+import threading, torch
+from fusedadam import FusedAdam
+from fusedadam._native import native
+p = torch.randn(5000, device="cuda:1")
+p.grad = torch.randn(5000, device="cuda:1")
+optimizer = FusedAdam([p], backend=__BACKEND__)
+before = native().cuda_has_primary_context(0)
+errors = []
+def step():
+    try:
+        optimizer.step()
+        torch.cuda.synchronize(1)
+    except Exception as error:
+        errors.append(error)
+thread = threading.Thread(target=step)
+thread.start()
+thread.join()
+assert not errors, errors
+print(before, native().cuda_has_primary_context(0))
+"""
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+@pytest.mark.parametrize("backend", DEVICE_BACKENDS)
+def test_stepping_from_a_fresh_thread_creates_no_context_on_gpu_0(backend):
+    """A thread that never used a GPU reads device 0 as current; restoring it after the launch on GPU 1 would
+    create a context (~0.5 GB) on GPU 0 in every process of a one-GPU-per-process job."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FRESH_THREAD.replace("__BACKEND__", repr(backend))],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, after = done.stdout.strip().splitlines()[-1].split()
+    if before == "True":
+        pytest.skip("torch itself made a context on GPU 0 before the step")
+    assert after == "False"

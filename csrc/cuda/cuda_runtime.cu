@@ -63,6 +63,8 @@ std::string device_name(int device) {
   return prop.name;
 }
 
+bool primary_context_active(int device) { return has_primary_context(device); }
+
 bool stream_is_capturing(int device, uintptr_t stream) {
   DeviceGuard guard(device);
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;

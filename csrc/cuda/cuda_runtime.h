@@ -14,6 +14,9 @@ int runtime_version();     // the statically linked runtime
 std::string compiled_archs();  // e.g. "sm_80 sm_90 compute_90"
 std::string device_name(int device);
 
+// Whether `device` has an active primary context in this process (cuda_check.h), for tests.
+bool primary_context_active(int device);
+
 // Whether `stream` (a cudaStream_t of `device`) is capturing a CUDA graph.
 bool stream_is_capturing(int device, uintptr_t stream);
 

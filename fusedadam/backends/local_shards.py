@@ -52,6 +52,10 @@ class LocalShardRunner:
                     local_shard(s[key]).copy_(built[key])
                     raise RuntimeError(f"fusedadam: the local shard of {key} is laid out unlike its parameter's")
 
+    @property
+    def captured(self) -> bool:
+        return getattr(self._runner, "captured", False)
+
     def gather_grads(self) -> bool:
         grads = []
         for p, local in zip(self._params, self._locals):

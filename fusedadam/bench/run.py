@@ -60,8 +60,14 @@ class Timer:
 
 
 def available_bytes(device: torch.device) -> int:
+    """Memory a preset may still allocate. On a GPU the driver's free memory counts the blocks torch's caching
+    allocator keeps for reuse as used (after flat-max, ~74 GiB of them made llama-1b look too big): those are
+    released first, and what the allocator still reserves but no tensor holds is counted as free."""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        gc.collect()
+        torch.cuda.empty_cache()
+        free = torch.cuda.mem_get_info(device)[0]
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):

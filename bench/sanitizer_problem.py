@@ -1,0 +1,69 @@
+"""A small, mixed problem for compute-sanitizer (bench/gpu_check.py runs it under memcheck, racecheck and synccheck):
+a few hundred tensors of odd sizes, some as unaligned views into one buffer, stepped once in every storage dtype and
+every precision mode, with AMSGrad, GradScaler's unscale, a GradScaler skip, and tensor lr / betas on the device.
+
+    compute-sanitizer --tool memcheck python3 bench/sanitizer_problem.py --backend cuda
+
+Exits non-zero when a step raises; the sanitizer's own findings are in its report."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from fusedadam import FusedAdam
+
+
+def tensors(dtype: torch.dtype, generator: torch.Generator) -> list[torch.Tensor]:
+    sizes = torch.randint(1, 3000, (200,), generator=generator).tolist() + [1, 7, 33, 16_385, 70_001]
+    flat = torch.randn(sum(sizes) + 8 * len(sizes), generator=generator).to(device="cuda", dtype=dtype)
+    params, offset = [], 3  # views into one buffer, starting at odd element offsets (FSDP / Megatron style)
+    for n in sizes[:100]:
+        params.append(flat[offset:offset + n])
+        offset += n + 5
+    return params + [torch.randn(n, generator=generator).to(device="cuda", dtype=dtype) for n in sizes[100:]]
+
+
+def modes(dtype: torch.dtype) -> list[dict]:
+    found = [dict(), dict(amsgrad=True, weight_decay=0.1), dict(decoupled_weight_decay=True, weight_decay=0.1,
+                                                                 maximize=True)]
+    if dtype in (torch.float16, torch.bfloat16):
+        found += [dict(master_weights=True, amsgrad=True), dict(master_weights=True, state_dtype=torch.bfloat16)]
+    if dtype == torch.bfloat16:
+        found += [dict(rounding="stochastic", amsgrad=True), dict(kahan_summation=True),
+                  dict(kahan_summation=True, state_dtype=torch.float32, amsgrad=True)]
+    if dtype == torch.float32:
+        found += [dict(state_dtype=torch.bfloat16, amsgrad=True)]
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", choices=["cuda", "triton"], required=True)
+    args = parser.parse_args()
+    generator = torch.Generator().manual_seed(0)
+    dtypes = [torch.float32, torch.float16, torch.bfloat16] + ([torch.float64] if args.backend == "cuda" else [])
+    steps = 0
+    for dtype in dtypes:
+        for options in modes(dtype):
+            params = tensors(dtype, generator)
+            lr = torch.tensor(1e-3, device="cuda")
+            betas = (torch.tensor(0.9, device="cuda"), torch.tensor(0.99, device="cuda"))
+            optimizer = FusedAdam(params, lr=lr, betas=betas, capturable=True, backend=args.backend, **options)
+            for step in range(3):
+                for p in params:
+                    p.grad = torch.randn(p.shape, device="cuda").to(dtype)
+                optimizer.grad_scale = torch.tensor(4.0, device="cuda")
+                optimizer.found_inf = torch.tensor(1.0 if step == 1 else 0.0, device="cuda")  # step 1 is skipped
+                optimizer.step()
+                steps += 1
+            torch.cuda.synchronize()
+            counts = {optimizer.state[p]["step"].item() for p in params}
+            if counts != {2.0}:
+                raise SystemExit(f"{dtype} {options}: step counters {sorted(counts)}, expected 2 (one step skipped)")
+    print(f"{steps} steps on backend {args.backend}, every storage dtype and precision mode: done")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
