@@ -81,5 +81,7 @@ CATALOG = [
     Mutant("triton-no-barrier-before-atomic", "triton", "fusedadam/triton_kernels/multi_tensor_adam.py",
            "        tl.debug_barrier()\n        finished_before = tl.atomic_add(", "        finished_before = tl.atomic_add(",
            "other warps of the last program may still read step counters the epilogue advances (only the compiled "
-           "PTX shows it: the interpreter runs a program as one thread)", ("tests/test_triton_compiles.py",)),
+           "PTX shows it: the interpreter runs a program as one thread). Killed under Triton 3.6 (CI's compatibility "
+           "job); equivalent under Triton 3.9, whose lowering of a scalar atomic adds a bar.sync of its own",
+           ("tests/test_triton_compiles.py",)),
 ]

@@ -165,8 +165,10 @@ def multi_tensor_adam_kernel(
         bias_correction2_sqrt = tl.full((), 1.0, tl.float32)
         rounding_key = tl.full((), 0, tl.uint32)
         rounding_key_of = tl.full((), -1, tl.int64)
-        for chunk in range(chunk_begin, chunk_end):
-            chunk_row = chunk_rows + tl.cast(chunk, tl.int64) * CHUNK_COLUMNS
+        # while, not `for ... in range(...)`: Triton 3.6's interpreter cannot take tensors as range bounds.
+        chunk = chunk_begin
+        while chunk < chunk_end:
+            chunk_row = chunk_rows + chunk * CHUNK_COLUMNS
             tensor = tl.load(chunk_row + TENSOR_INDEX)
             first = tl.multiple_of(tl.load(chunk_row + FIRST_ELEMENT), 64)
             row = table + tensor * TENSOR_COLUMNS
@@ -210,28 +212,33 @@ def multi_tensor_adam_kernel(
 
             end = tl.minimum(first + CHUNK_SIZE, numel)
             body_end = first + (end - first) // BLOCK * BLOCK
-            for start in range(first, body_end, BLOCK):
+            start = first
+            while start < body_end:
                 offsets = tl.multiple_of(start, BLOCK) + tl.arange(0, BLOCK)
                 adam_piece(offsets, None, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master, compensation,
                            scale, rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay,
                            decay_factor, step_size, bias_correction2_sqrt, PARAM_DTYPE, STATE_DTYPE, WEIGHT_DECAY,
                            AMSGRAD, MAXIMIZE, GRAD_SCALE, UPDATE, PARAM_BITS, STATE_BITS)
+                start += BLOCK
             if body_end < end:
                 offsets = body_end + tl.arange(0, BLOCK)
                 adam_piece(offsets, offsets < end, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master,
                            compensation, scale, rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
                            weight_decay, decay_factor, step_size, bias_correction2_sqrt, PARAM_DTYPE, STATE_DTYPE,
                            WEIGHT_DECAY, AMSGRAD, MAXIMIZE, GRAD_SCALE, UPDATE, PARAM_BITS, STATE_BITS)
+            chunk += 1
 
         # Every warp of the program has finished its reads of the counters (the barrier: the atomic below is issued
         # by one thread) before the program signals, acq_rel; the last program to signal increments them all.
         tl.debug_barrier()
         finished_before = tl.atomic_add(done_counter, 1, sem="acq_rel")
         if finished_before == programs - 1:
-            for first_tensor in range(0, num_tensors, BLOCK):
+            first_tensor = 0
+            while first_tensor < num_tensors:
                 index = first_tensor + tl.arange(0, BLOCK)
                 in_range = index < num_tensors
                 tl.store(steps + index, tl.load(steps + index, mask=in_range) + 1.0, mask=in_range)
+                first_tensor += BLOCK
             tl.store(done_counter, 0)  # ready for the next launch (and for CUDA graph replay)
 
 
