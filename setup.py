@@ -2,23 +2,26 @@
 
 Environment:
   FUSEDADAM_NO_CUDA=1          skip the CUDA sources even when nvcc is found
-  FUSEDADAM_CUDA_ARCHS="80;90" compute capabilities to build cubins for (PTX is added for the last)
+  FUSEDADAM_CUDA_ARCHS="80;90" compute capabilities to build cubins for (PTX is added for the last); default: the
+                               GPUs visible here, else every major version nvcc supports from sm_75 up
   CUDA_HOME / CUDA_PATH        the toolkit to use (else nvcc on PATH, else /usr/local/cuda)
 """
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension
+import setuptools
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).parent
 CSRC = ROOT / "csrc"
-DEFAULT_CUDA_ARCHS = "80;90"
+DEFAULT_CUDA_ARCHS = "75;80;90"  # when nvcc cannot list what it supports
 PTXAS_REPORT = "_C.ptxas.txt"  # ptxas's resource lines for every kernel, beside the module
 
 
@@ -35,13 +38,39 @@ def find_nvcc():
     return fallback if fallback.exists() else None
 
 
-def cuda_arch_list():
-    archs = [a.strip().replace("sm_", "").replace(".", "") for a in
-             os.environ.get("FUSEDADAM_CUDA_ARCHS", DEFAULT_CUDA_ARCHS).replace(",", ";").split(";")]
-    archs = [a for a in archs if a]
-    if not archs or not all(a.isdigit() for a in archs):
-        raise SystemExit(f"FUSEDADAM_CUDA_ARCHS must look like '80;90', got {os.environ['FUSEDADAM_CUDA_ARCHS']!r}")
+def cuda_arch_list(nvcc):
+    """FUSEDADAM_CUDA_ARCHS, else the GPUs visible here (as torch's extension builds do), else one cubin per major
+    version that this nvcc supports from sm_75 up. A cubin runs on every GPU of its major version with an equal or
+    higher minor (sm_80's on an A10, L4 or RTX 3090 / 4090: 8.6, 8.9), and PTX of the newest is added for GPUs
+    newer than all of them, which the driver compiles at load."""
+    requested = os.environ.get("FUSEDADAM_CUDA_ARCHS", "").strip()
+    if requested:
+        archs = [a.strip().replace("sm_", "").replace(".", "") for a in requested.replace(",", ";").split(";")]
+        archs = [a for a in archs if a]
+        if not archs or not all(a.isdigit() for a in archs):
+            raise SystemExit(f"FUSEDADAM_CUDA_ARCHS must look like '80;90', got {requested!r}")
+        return archs
+    visible = _query(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"])
+    archs = sorted({line.strip().replace(".", "") for line in visible if re.fullmatch(r"\d+\.\d+", line.strip())},
+                   key=int)
+    if archs:
+        print(f"fusedadam: building for the GPUs visible here: {' '.join('sm_' + a for a in archs)}", flush=True)
+        return archs
+    supported = sorted({int(code[3:]) for code in " ".join(_query([str(nvcc), "--list-gpu-code"])).split()
+                        if re.fullmatch(r"sm_\d+", code) and int(code[3:]) >= 75})
+    per_major = sorted({min(a for a in supported if a // 10 == major) for major in {a // 10 for a in supported}})
+    archs = [str(a) for a in per_major] or DEFAULT_CUDA_ARCHS.split(";")
+    print(f"fusedadam: no GPU visible; building for every major version from sm_75 up: {' '.join('sm_' + a for a in archs)} "
+          "(FUSEDADAM_CUDA_ARCHS=90 builds one)", flush=True)
     return archs
+
+
+def _query(cmd) -> list[str]:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return done.stdout.splitlines() if done.returncode == 0 else []
 
 
 def cuda_library_dir(nvcc):
@@ -53,6 +82,13 @@ def cuda_library_dir(nvcc):
                 return home / sub
     raise SystemExit(f"libcudart_static.a not found under {', '.join(map(str, homes))}; "
                      "set CUDA_HOME or FUSEDADAM_NO_CUDA=1")
+
+
+def license_metadata() -> dict:
+    """BSD-3-Clause, stated the way this setuptools understands: an SPDX expression from 77 on (the older
+    table form is deprecated there), the plain license field before (64-76 reject the SPDX string in pyproject)."""
+    major = int(setuptools.__version__.split(".")[0])
+    return {"license_expression": "BSD-3-Clause"} if major >= 77 else {"license": "BSD-3-Clause"}
 
 
 def build_jobs():
@@ -68,7 +104,7 @@ class BuildExtWithCuda(build_ext):
     def build_extension(self, ext):
         nvcc = find_nvcc()
         if nvcc is not None:
-            archs = cuda_arch_list()
+            archs = cuda_arch_list(nvcc)
             arch_names = " ".join([f"sm_{a}" for a in archs] + [f"compute_{archs[-1]}"])
             gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
             gencode.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")
@@ -160,4 +196,4 @@ native = Pybind11Extension(
     extra_link_args=["-fopenmp"],
 )
 
-setup(ext_modules=[native], cmdclass={"build_ext": BuildExtWithCuda})
+setup(ext_modules=[native], cmdclass={"build_ext": BuildExtWithCuda}, **license_metadata())

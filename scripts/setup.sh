@@ -12,7 +12,12 @@ python3 -m venv .venv
 if ! python -c "import torch" 2>/dev/null; then
   pip install --quiet "${FUSEDADAM_TORCH:-torch==2.13.0}"
 fi
-pip install --quiet "setuptools>=77" "pybind11>=2.12" wheel numpy "triton==3.9.0" pytest hypothesis rich matplotlib
+pip install --quiet "setuptools>=64" "pybind11>=2.12" wheel numpy pytest hypothesis rich matplotlib
+# Triton: a CUDA build of torch pins the Triton it was built with (keep that one); a CPU build brings none, so the
+# newest release of the supported range (3.6-3.9) is installed for the interpreter tests and the compile check.
+if ! python -c "import triton" 2>/dev/null; then
+  pip install --quiet "triton>=3.6,<3.10"
+fi
 # No build isolation: the build needs only setuptools and pybind11, installed just above.
 pip install --quiet --no-build-isolation --no-deps -e .
 python -m fusedadam info

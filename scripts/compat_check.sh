@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The compatibility check: fusedadam built and tested against another torch than the main environment's, in a venv of
+# its own. CI runs it for the oldest supported torch (the GPU machine's 2.11, with the Triton 3.6 it pins and an old
+# setuptools) and the newest on the index; pyproject.toml and the README state the range.
+#
+#   bash scripts/compat_check.sh TORCH_VERSION [SETUPTOOLS_VERSION]      e.g. 2.11.0 65.5.0
+#
+# It runs the API, error, compile, native-module and launch-table tests, Triton's compile check, and the correctness
+# tests of the Triton kernel in Triton's interpreter: what depends on torch's and Triton's versions.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+torch_version=$1
+setuptools="setuptools${2:+==$2}"
+venv=".venv-torch-$torch_version"
+
+echo "== torch $torch_version with $setuptools in $venv"
+python3 -m venv "$venv"
+# PyPI's torch wheels are CUDA builds (they run on a CPU) and pin their Triton. The pip configuration of this
+# workplace caps torch at the release kept on disk; PIP_CONSTRAINT=/dev/null lifts the cap for this venv only.
+PIP_CONSTRAINT=/dev/null "$venv/bin/pip" install --quiet "torch==$torch_version" "$setuptools" wheel "pybind11>=2.12" numpy \
+  pytest hypothesis
+if ! "$venv/bin/python" -c "import triton" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet "triton>=3.6,<3.10"  # a CPU build of torch brings no Triton
+fi
+"$venv/bin/python" -c "import torch, triton, setuptools; print('torch', torch.__version__, 'triton', triton.__version__, \
+'setuptools', setuptools.__version__)"
+# The same build a user runs, without build isolation (the installed setuptools and pybind11). The native module is
+# torch-free, so the module built here serves the main environment too.
+"$venv/bin/pip" install --quiet --no-build-isolation --no-deps -e .
+status=0
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_api.py tests/test_errors.py tests/test_compile.py \
+  tests/test_native.py tests/test_launch_table.py tests/test_device_runner.py tests/test_triton_compiles.py || status=1
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_correctness.py tests/test_precision_modes.py \
+  tests/test_grad_scaler.py tests/test_storage_rounding.py -k "triton-cpu" || status=1
+exit $status
