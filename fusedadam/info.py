@@ -8,6 +8,7 @@ import torch
 from . import __version__
 from ._native import load_error, try_native
 from .backends import AUTO_ORDER, BACKENDS, resolve
+from .backends.cuda import coverage
 
 
 def collect() -> dict:
@@ -21,6 +22,7 @@ def collect() -> dict:
         info["cpu ISA selected here"] = native.cpu_selected_isa()
         if native.has_cuda:
             info["cuda archs compiled"] = native.cuda_compiled_archs()
+            info["cuda kernels run on"] = coverage(native.cuda_compiled_archs().split())
             info["cuda runtime (static)"] = _cuda_version(native.cuda_runtime_version())
             driver = native.cuda_driver_version()
             info["cuda driver"] = _cuda_version(driver) if driver else "none found"

@@ -38,12 +38,20 @@ def test_every_storage_combination_and_mode_is_built_for_every_arch():
     assert built == expected
 
 
+# The resident 256-thread blocks per SM each architecture's kernels must allow (csrc/cuda/persistent_launch.cuh).
+MIN_BLOCKS = {75: 3, 80: 4, 86: 4, 89: 4, 90: 4, 100: 3, 103: 3, 110: 3, 120: 2, 121: 2}
+
+
 def test_no_kernel_spills_or_uses_local_memory_and_half_an_sm_stays_resident():
+    """On sm_80 and sm_90 every kernel leaves 4 blocks of 256 threads resident (50% occupancy); on the other
+    architectures the minimum its launch bounds ask for."""
     kernels = adam_kernels()
     assert kernels
     for k in kernels:
         assert k.stack_bytes == 0 and k.spill_store_bytes == 0 and k.spill_load_bytes == 0, (k.arch, k.name)
-        assert k.blocks_per_sm >= 4, (k.arch, k.name, k.registers)
+        assert k.blocks_per_sm >= MIN_BLOCKS.get(k.arch, 4), (k.arch, k.name, k.registers)
+        if k.arch in (80, 90):
+            assert k.occupancy >= 0.5, (k.arch, k.name, k.registers)
 
 
 def expected_wide_accesses(instance: dict) -> tuple[int, int]:

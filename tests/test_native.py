@@ -12,6 +12,7 @@ import torch
 import fusedadam
 from fusedadam import FusedAdam
 from fusedadam._native import native
+from fusedadam.kernel_resources import find_cuobjdump
 
 C = native()
 
@@ -38,31 +39,33 @@ def test_cpu_isa_is_reported():
     assert C.cpu_selected_isa() in C.cpu_compiled_isas() or C.cpu_selected_isa() == "default"
 
 
-def _cuobjdump():
-    candidates = [shutil.which("cuobjdump")]
-    for home in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
-        if home:
-            candidates.append(str(Path(home) / "bin" / "cuobjdump"))
-    try:
-        import triton
-        candidates.append(str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"))
-    except ImportError:
-        pass
-    return next((c for c in candidates if c and Path(c).exists()), None)
-
-
 @pytest.mark.skipif(not C.has_cuda, reason="built without CUDA (FUSEDADAM_NO_CUDA=1 or no nvcc)")
 def test_cuda_cubins_for_the_configured_archs_are_embedded():
-    tool = _cuobjdump()
+    tool = find_cuobjdump()
     if tool is None:
         pytest.skip("no cuobjdump (CUDA toolkit or triton) to list the embedded cubins")
-    archs = [a for a in os.environ.get("FUSEDADAM_CUDA_ARCHS", "80;90").replace(",", ";").split(";") if a]
+    compiled = C.cuda_compiled_archs().split()
+    archs = [a[3:] for a in compiled if a.startswith("sm_")]
+    requested = os.environ.get("FUSEDADAM_CUDA_ARCHS")
+    if requested:
+        assert archs == [a for a in requested.replace(",", ";").split(";") if a]
     elves = subprocess.run([tool, "--list-elf", C.__file__], capture_output=True, text=True, check=True).stdout
     ptx = subprocess.run([tool, "--list-ptx", C.__file__], capture_output=True, text=True, check=True).stdout
     for arch in archs:
         assert f"sm_{arch}.cubin" in elves, elves
     assert f"sm_{archs[-1]}.ptx" in ptx, ptx  # PTX of the newest arch, for GPUs newer than the build
-    assert C.cuda_compiled_archs().split() == [f"sm_{a}" for a in archs] + [f"compute_{archs[-1]}"]
+    assert compiled == [f"sm_{a}" for a in archs] + [f"compute_{archs[-1]}"]
+
+
+def test_which_gpus_a_build_runs_on():
+    """A cubin runs on its major version at an equal or higher minor; PTX on anything at least as new."""
+    from fusedadam.backends.cuda import runs_on
+
+    default = "sm_75 sm_80 sm_90 sm_100 sm_110 sm_120 compute_120".split()  # no GPU visible at build time
+    assert [runs_on(c, default) for c in (70, 75, 86, 87, 89, 90, 103, 121, 130)] == [False] + [True] * 8
+    ci = "sm_80 sm_90 compute_90".split()
+    assert [runs_on(c, ci) for c in (75, 80, 86, 89, 90, 100, 120)] == [False, True, True, True, True, True, True]
+    assert not runs_on(90, ["sm_80"]) and not runs_on(86, ["sm_89", "compute_89"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a GPU")

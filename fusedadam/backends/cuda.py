@@ -40,32 +40,54 @@ def _launch(launch: Launch) -> None:
                             **kernel_arguments(launch))
 
 
+def runs_on(capability: int, compiled: list[str]) -> bool:
+    """Whether a module built for `compiled` archs ("sm_80", "compute_90", ...) has a kernel for a GPU of this
+    compute capability (86 for 8.6): a cubin of the same major version and an equal or lower minor, or PTX of an
+    equal or lower version, which the driver compiles at load."""
+    cubins = [int(a[3:]) for a in compiled if a.startswith("sm_")]
+    ptx = [int(a[8:]) for a in compiled if a.startswith("compute_")]
+    return any(c // 10 == capability // 10 and c <= capability for c in cubins) or any(p <= capability for p in ptx)
+
+
+def coverage(compiled: list[str]) -> str:
+    """The GPUs a build runs on, in words."""
+    cubins = sorted(int(a[3:]) for a in compiled if a.startswith("sm_"))
+    ptx = sorted(int(a[8:]) for a in compiled if a.startswith("compute_"))
+    parts = [f"{c // 10}.{c % 10}-{c // 10}.x (sm_{c})" for c in cubins]
+    if ptx:
+        parts.append(f"{ptx[0] // 10}.{ptx[0] % 10} and newer through compute_{ptx[0]} PTX")
+    return "; ".join(parts) or "none"
+
+
 @functools.lru_cache(maxsize=None)
 def _missing_kernel_reason(index: int) -> str | None:
     """Why the module has no kernel this GPU can run (no cubin for its arch, no PTX it can JIT), or None."""
     major, minor = torch.cuda.get_device_capability(index)
-    capability = major * 10 + minor
     compiled = native().cuda_compiled_archs().split()
-    cubins = {int(a[3:]) for a in compiled if a.startswith("sm_")}
-    ptx = {int(a[8:]) for a in compiled if a.startswith("compute_")}
-    if capability in cubins or any(p <= capability for p in ptx):
+    if runs_on(major * 10 + minor, compiled):
         return None
-    return (f"fusedadam was built for {' '.join(compiled)}, not for this GPU (sm_{capability}); rebuild with "
+    return (f"fusedadam was built for {' '.join(compiled)}, not for this GPU (sm_{major}{minor}); rebuild with "
             f"FUSEDADAM_CUDA_ARCHS={major}{minor}")
+
+
+def cuda_module_reason() -> str | None:
+    """Why the native module has no CUDA kernels to run (not built, or built without CUDA), or None."""
+    module = try_native()
+    if module is None:
+        return f"the native module fusedadam._C is not built ({load_error()!r})"
+    if not module.has_cuda:
+        return "fusedadam was built without CUDA (nvcc was not found or FUSEDADAM_NO_CUDA=1)"
+    return None
 
 
 class CudaBackend:
     name = "cuda"
 
     def unavailable_reason(self) -> str | None:
-        module = try_native()
-        if module is None:
-            return f"the native module fusedadam._C is not built ({load_error()!r})"
-        if not module.has_cuda:
-            return "fusedadam was built without CUDA (nvcc was not found or FUSEDADAM_NO_CUDA=1)"
-        if not torch.cuda.is_available():
-            return "torch sees no CUDA GPU"
-        return None
+        reason = cuda_module_reason()
+        if reason is None and not torch.cuda.is_available():
+            reason = "torch sees no CUDA GPU"
+        return reason
 
     def unsupported_reason(self, p: torch.Tensor) -> str | None:
         reason = kernel_unsupported_reason(p, self.name, ("cuda",), CUDA_DTYPES)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .._native import load_error, native, try_native
+from .._native import native
 from ..layout import kernel_unsupported_reason
 from .base import StateLayout, StateOf
 from .cuda import CHUNK_SIZE as GPU_CHUNK_SIZE
-from .cuda import kernel_arguments
+from .cuda import cuda_module_reason, kernel_arguments
 from .device import DeviceRunner, Launch
 from .native_table import DTYPE_CODES
 
@@ -48,12 +48,7 @@ class CudaHostBackend:
     name = "cuda-host"
 
     def unavailable_reason(self) -> str | None:
-        module = try_native()
-        if module is None:
-            return f"the native module fusedadam._C is not built ({load_error()!r})"
-        if not module.has_cuda:
-            return "fusedadam was built without CUDA (nvcc was not found or FUSEDADAM_NO_CUDA=1)"
-        return None
+        return cuda_module_reason()
 
     def unsupported_reason(self, p: torch.Tensor) -> str | None:
         return kernel_unsupported_reason(p, self.name, ("cpu",), tuple(DTYPE_CODES))
