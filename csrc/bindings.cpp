@@ -142,7 +142,7 @@ void check_precision(int param_dtype, int state_dtype, int param_update) {
                      static_cast<ParamUpdate>(param_update), [](auto) {});
 }
 
-PyTensorTable make_table(int dtype, int state_dtype, int param_update, const std::vector<int64_t>& numels,
+PyTensorTable make_table(int dtype, int state_dtype, int param_update, bool step_is_double, const std::vector<int64_t>& numels,
                          const std::vector<uintptr_t>& params, const std::vector<uintptr_t>& exp_avgs,
                          const std::vector<uintptr_t>& exp_avg_sqs, const std::vector<uintptr_t>& max_exp_avg_sqs,
                          const std::vector<uintptr_t>& masters, const std::vector<uintptr_t>& compensations,
@@ -169,6 +169,7 @@ PyTensorTable make_table(int dtype, int state_dtype, int param_update, const std
   table.param_dtype = static_cast<DType>(dtype);
   table.state_dtype = static_cast<DType>(state_dtype);
   table.param_update = update;
+  table.step_is_double = step_is_double;
   table.tensors.resize(n);
   table.first_element.resize(n + 1);
   table.first_element[0] = 0;
@@ -177,7 +178,7 @@ PyTensorTable make_table(int dtype, int state_dtype, int param_update, const std
     table.tensors[i] = TensorSlot{as_pointer<void>(params[i]),        nullptr,
                                   as_pointer<void>(exp_avgs[i]),      as_pointer<void>(exp_avg_sqs[i]),
                                   max_exp_avg_sqs.empty() ? nullptr : as_pointer<void>(max_exp_avg_sqs[i]),
-                                  as_pointer<float>(steps[i]),        numels[i],
+                                  as_pointer<void>(steps[i]),         numels[i],
                                   needs_masters ? as_pointer<float>(masters[i]) : nullptr,
                                   needs_compensations ? as_pointer<void>(compensations[i]) : nullptr,
                                   salts[i]};
@@ -370,7 +371,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "fusedadam native kernels (torch-free: raw pointers in, errors out)";
 
   py::class_<PyTensorTable>(m, "TensorTable")
-      .def(py::init(&make_table), py::arg("dtype"), py::arg("state_dtype"), py::arg("param_update"),
+      .def(py::init(&make_table), py::arg("dtype"), py::arg("state_dtype"), py::arg("param_update"), py::arg("step_is_double"),
            py::arg("numels"), py::arg("params"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
            py::arg("max_exp_avg_sqs"), py::arg("masters"), py::arg("compensations"), py::arg("salts"), py::arg("steps"), py::arg("param_objects"),
            py::arg("param_strides"), py::arg("param_contiguous"), py::arg("torch_dtype"), py::arg("strided_layout"),

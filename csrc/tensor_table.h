@@ -23,7 +23,7 @@ struct TensorSlot {
   void* exp_avg;
   void* exp_avg_sq;
   void* max_exp_avg_sq;  // nullptr unless amsgrad
-  float* step;           // torch keeps the step counter as a float32 0-dim tensor
+  void* step;            // the step counter: a float32 0-dim tensor (float64 where torch makes it so, step_is_double)
   int64_t numel;
   float* master;         // fp32 master copy, nullptr unless ParamUpdate::kMasterWeights
   void* compensation;    // bf16 Kahan buffer, nullptr unless ParamUpdate::kKahanSummation
@@ -34,10 +34,22 @@ struct TensorTable {
   DType param_dtype = DType::kFloat32;
   DType state_dtype = DType::kFloat32;
   ParamUpdate param_update = ParamUpdate::kRoundToNearest;
+  // torch keeps step counters in float32, or in float64 under torch.set_default_dtype(torch.float64) (CPU backends).
+  bool step_is_double = false;
   std::vector<TensorSlot> tensors;
   std::vector<int64_t> first_element;  // prefix sum of numel: tensor i spans [first_element[i], first_element[i+1])
 
   int64_t total_numel() const { return first_element.empty() ? 0 : first_element.back(); }
+
+  // Adds one to tensor i's counter, in the counter's own dtype as torch does (float32 arithmetic for a float32 one),
+  // and returns the new count.
+  double advance_step(size_t i) const {
+    if (step_is_double) return *static_cast<double*>(tensors[i].step) += 1.0;
+    return *static_cast<float*>(tensors[i].step) += 1.0f;
+  }
+  double step_of(size_t i) const {
+    return step_is_double ? *static_cast<const double*>(tensors[i].step) : *static_cast<const float*>(tensors[i].step);
+  }
 };
 
 struct AdamHyperparameters {

@@ -18,7 +18,8 @@ from .backends import Runner, StateLayout, StepConfig, local_shard, make_runner,
 from .backends.amp import AmpScaling
 from .precision import COMPENSATION_KEY, MASTER_KEY, MOMENT_KEYS, PRECISION_DEFAULTS, precision_of
 from .profiling import profiler_range
-from .validation import check_grad, check_hyperparameters, check_param, check_precision_applies
+from .validation import (check_constructor_arguments, check_grad, check_hyperparameters, check_param,
+                         check_precision_applies)
 
 _ADAM_GROUP_DEFAULTS = dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
                             fused=None, decoupled_weight_decay=False, backend="auto", **PRECISION_DEFAULTS,
@@ -115,6 +116,7 @@ class FusedAdam(torch.optim.Optimizer):
                         fused=fused, decoupled_weight_decay=decoupled_weight_decay, backend=backend,
                         master_weights=master_weights, state_dtype=state_dtype, rounding=rounding,
                         kahan_summation=kahan_summation, rounding_seed=rounding_seed)
+        check_constructor_arguments(lr, betas, eps, weight_decay, foreach, capturable, differentiable, fused)
         check_hyperparameters(defaults)
         self._plans: dict[int, _GroupPlan] = {}
         self._configs: dict[int, tuple] = {}
@@ -321,9 +323,13 @@ class FusedAdam(torch.optim.Optimizer):
         state = self.state[p]
         precision = precision_of(group, p.dtype)
         if len(state) == 0:
+            # torch's rule (torch.optim.optimizer._get_scalar_dtype): float64 under torch.set_default_dtype(
+            # torch.float64), except for the fused kernels; on the parameter's device with capturable or fused. (The
+            # device backends step their own float32 copy, as torch's fused kernels do.)
             on_device = group["capturable"] or group["fused"]
-            state["step"] = (torch.zeros((), dtype=torch.float32, device=p.device) if on_device
-                             else torch.tensor(0.0, dtype=torch.float32))
+            wide = torch.get_default_dtype() == torch.float64 and not (on_device and group["fused"])
+            state["step"] = torch.zeros((), dtype=torch.float64 if wide else torch.float32,
+                                        device=p.device if on_device else torch.device("cpu"))
         wanted = precision.state_keys(group["amsgrad"])
         for key in wanted:
             value = state.get(key)

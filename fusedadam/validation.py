@@ -20,8 +20,40 @@ def _as_float(name: str, value) -> float | None:
             raise ValueError(f"{name} must be a real number, got a tensor of dtype {value.dtype}")
         return float(value.item()) if value.device.type == "cpu" else None
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     return float(value)
+
+
+def check_constructor_arguments(lr, betas, eps, weight_decay, foreach, capturable, differentiable, fused) -> None:
+    """The checks torch.optim.Adam's and AdamW's constructors make (torch 2.13), with the exception types torch
+    raises, so that code catching torch's errors catches ours. The group-level checks follow in
+    check_hyperparameters."""
+    if isinstance(lr, torch.Tensor):
+        if foreach and not capturable:
+            raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True (as in "
+                             "torch.optim.Adam); pass capturable=True or a float lr")
+        if lr.numel() != 1:
+            raise ValueError(f"Tensor lr must be 1-element, got shape {tuple(lr.shape)}")
+    if not isinstance(betas, (tuple, list)):
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}")
+    for name, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay),
+                        *((f"betas[{i}]", b) for i, b in enumerate(betas))):
+        if not isinstance(value, (torch.Tensor, Real)) or isinstance(value, complex):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    both_floats, both_tensors = (all(isinstance(b, kind) for b in betas) for kind in (float, torch.Tensor))
+    if len(betas) == 2 and not (both_floats or both_tensors):
+        raise ValueError(f"betas must be either both floats or both Tensors (as in torch.optim.Adam), got {betas!r}")
+    for index, beta in enumerate(betas):
+        if isinstance(beta, torch.Tensor):
+            if foreach and not capturable:
+                raise ValueError(f"betas[{index}] as a Tensor is not supported for capturable=False and foreach=True "
+                                 "(as in torch.optim.Adam)")
+            if beta.numel() != 1:
+                raise ValueError(f"Tensor betas[{index}] must be 1-element, got shape {tuple(beta.shape)}")
+    if fused and differentiable:
+        raise RuntimeError("`fused` does not support `differentiable`")
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
 
 
 def check_hyperparameters(group: dict, where: str = "") -> None:
@@ -40,7 +72,9 @@ def check_hyperparameters(group: dict, where: str = "") -> None:
     if wd is not None and not wd >= 0:
         raise ValueError(f"Invalid weight_decay value: weight_decay{where}={wd}; it must be >= 0")
     betas = group["betas"]
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+    if not isinstance(betas, (tuple, list)):
+        raise TypeError(f"betas{where} must be a pair (beta1, beta2), got {type(betas).__name__} {betas!r}")
+    if len(betas) != 2:
         raise ValueError(f"betas{where} must be a pair (beta1, beta2), got {betas!r}")
     for index, beta in enumerate(betas):
         value = _as_float(f"betas[{index}]{where}", beta)

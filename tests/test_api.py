@@ -223,6 +223,31 @@ def test_loading_a_state_dict_shares_no_step_counter_with_the_optimizer_that_sav
     assert [oa.state[p]["step"].item() for p in a.parameters()] == [4.0] * len(list(a.parameters()))
 
 
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_step_counters_follow_torchs_dtype_under_a_float64_default(backend):
+    """torch keeps step counters in float64 when torch.set_default_dtype(torch.float64) is in effect (fp32 parameters
+    included); the CPU backends keep them the same way, and step the same numbers."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for param_dtype in (torch.float32, torch.float64):
+            p = torch.randn(257, dtype=param_dtype)
+            q = p.clone()
+            ours = FusedAdam([p], lr=1e-2, backend=backend)
+            theirs = torch.optim.Adam([q], lr=1e-2)
+            for _ in range(3):
+                g = torch.randn(257, dtype=param_dtype)
+                p.grad, q.grad = g.clone(), g.clone()
+                ours.step()
+                theirs.step()
+            assert ours.state[p]["step"].dtype == theirs.state[q]["step"].dtype == torch.float64
+            assert ours.state[p]["step"].item() == 3
+            torch.testing.assert_close(p, q)
+            torch.testing.assert_close(ours.state_dict()["state"][0]["step"], theirs.state_dict()["state"][0]["step"])
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def test_state_dict_format_is_torchs():
     model = _model()
     opt = FusedAdam(model.parameters(), amsgrad=True)

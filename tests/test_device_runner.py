@@ -18,9 +18,9 @@ def _cuda_host():
 
 
 def test_tensor_hyperparameters_on_the_kernels_device_are_read_by_the_kernel(monkeypatch):
-    """lr as a float64 tensor and betas as float32 tensors on the kernel's device reach the kernel as float32 scalars
-    on that device (a conversion on the device: no float(), which would synchronize a GPU), and a Python float
-    reaches it as a number."""
+    """Tensors on the kernel's device reach the kernel as float32 scalars on that device, converted there when they
+    are not (a float64 or 1-element tensor: no float(), which would synchronize a GPU); a Python float reaches it as
+    a number."""
     from fusedadam.backends import cuda_host
 
     seen = []
@@ -28,14 +28,19 @@ def test_tensor_hyperparameters_on_the_kernels_device_are_read_by_the_kernel(mon
     monkeypatch.setattr(cuda_host, "_launch", lambda launch: seen.append(launch) or real(launch))
     p = torch.randn(100)
     p.grad = torch.randn(100)
-    lr = torch.tensor([1e-2], dtype=torch.float64)  # not 0-dim, not float32
-    optimizer = FusedAdam([p], lr=lr, betas=(torch.tensor(0.9), 0.99), backend="cuda-host")
-    optimizer.step()
+    betas = (torch.tensor(0.9), torch.tensor([0.99], dtype=torch.float64))
+    FusedAdam([p], lr=1e-2, betas=betas, backend="cuda-host").step()
     launch = seen[-1]
-    assert launch.lr_tensor is not None and launch.lr_tensor.dtype == torch.float32 and launch.lr_tensor.dim() == 0
-    assert launch.lr_tensor.item() == pytest.approx(1e-2) and launch.lr == 0.0
-    assert launch.beta1_tensor is not None and launch.beta1_tensor.item() == pytest.approx(0.9)
-    assert launch.beta2_tensor is None and launch.beta2 == 0.99
+    assert launch.lr_tensor is None and launch.lr == 1e-2
+    assert launch.beta1_tensor is betas[0]  # already a float32 scalar on the device: read as it is
+    assert launch.beta2_tensor.dtype == torch.float32 and launch.beta2_tensor.dim() == 0
+    assert launch.beta2_tensor.item() == pytest.approx(0.99)
+
+    lr = torch.tensor([1e-2], dtype=torch.float64)
+    FusedAdam([p], lr=lr, backend="cuda-host").step()
+    launch = seen[-1]
+    assert launch.lr == 0.0 and launch.lr_tensor.dtype == torch.float32 and launch.lr_tensor.dim() == 0
+    assert launch.beta1_tensor is None and launch.beta1 == 0.9
 
 
 def _captured_optimizer():

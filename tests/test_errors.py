@@ -32,7 +32,7 @@ def _assert_unchanged(opt, snapshot):
 @pytest.mark.parametrize("kwargs, match", [
     ({"lr": -1e-3}, r"Invalid learning rate: lr=-0.001; it must be >= 0"),
     ({"lr": float("nan")}, r"Invalid learning rate"),
-    ({"lr": torch.tensor([1e-3, 1e-3])}, r"lr must be a float or a 1-element tensor"),
+    ({"lr": torch.tensor([1e-3, 1e-3])}, r"Tensor lr must be 1-element"),
     ({"eps": -1e-8}, r"Invalid epsilon value: eps=-1e-08"),
     ({"weight_decay": -0.1}, r"Invalid weight_decay value: weight_decay=-0.1"),
     ({"betas": (1.0, 0.999)}, r"betas\[0\]=1.0; each beta must be in \[0, 1\)"),
@@ -46,6 +46,74 @@ def _assert_unchanged(opt, snapshot):
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FusedAdam(_params(), **kwargs)
+
+
+def _leaf(n=3):
+    return torch.randn(n, requires_grad=True)
+
+
+# Everything torch 2.13's Adam / AdamW constructors (and Optimizer's) refuse, as (params, kwargs): a drop-in must refuse
+# each with the same exception type, so that code catching torch's errors catches ours.
+_SHARED = _leaf()
+TORCH_REFUSES = {
+    "params-is-a-tensor": (lambda: _leaf(), {}),
+    "no-params": (lambda: [], {}),
+    "a-group-holding-a-set": (lambda: [{"params": {_leaf()}}], {}),
+    "a-group-without-params": (lambda: [{"lr": 0.1}], {}),
+    "not-a-tensor": (lambda: [_leaf(), 1.0], {}),
+    "not-a-leaf": (lambda: [_leaf() * 2], {}),
+    "named-and-unnamed": (lambda: [("a", _leaf()), _leaf()], {}),
+    "in-two-groups": (lambda: [{"params": [_SHARED]}, {"params": [_SHARED]}], {}),
+    "negative-lr": (lambda: [_leaf()], {"lr": -1.0}),
+    "nan-lr": (lambda: [_leaf()], {"lr": float("nan")}),
+    "string-lr": (lambda: [_leaf()], {"lr": "0.1"}),
+    "none-lr": (lambda: [_leaf()], {"lr": None}),
+    "two-element-lr": (lambda: [_leaf()], {"lr": torch.tensor([0.1, 0.1])}),
+    "tensor-lr-with-foreach": (lambda: [_leaf()], {"lr": torch.tensor(0.1), "foreach": True}),
+    "negative-eps": (lambda: [_leaf()], {"eps": -1e-8}),
+    "string-eps": (lambda: [_leaf()], {"eps": "x"}),
+    "negative-weight-decay": (lambda: [_leaf()], {"weight_decay": -0.1}),
+    "none-weight-decay": (lambda: [_leaf()], {"weight_decay": None}),
+    "beta1-one": (lambda: [_leaf()], {"betas": (1.0, 0.999)}),
+    "beta1-negative": (lambda: [_leaf()], {"betas": (-0.1, 0.999)}),
+    "beta2-one": (lambda: [_leaf()], {"betas": (0.9, 1.0)}),
+    "betas-none": (lambda: [_leaf()], {"betas": None}),
+    "integer-beta": (lambda: [_leaf()], {"betas": (0, 0.999)}),
+    "float-and-tensor-betas": (lambda: [_leaf()], {"betas": (0.9, torch.tensor(0.999))}),
+    "tensor-betas-with-foreach": (lambda: [_leaf()], {"betas": (torch.tensor(0.9), torch.tensor(0.999)),
+                                                      "foreach": True}),
+    "fused-and-differentiable": (lambda: [_leaf()], {"fused": True, "differentiable": True}),
+    "fused-and-foreach": (lambda: [_leaf()], {"fused": True, "foreach": True}),
+}
+
+
+@pytest.mark.parametrize("ours, theirs", [(FusedAdam, torch.optim.Adam), (FusedAdamW, torch.optim.AdamW)],
+                         ids=["Adam", "AdamW"])
+@pytest.mark.parametrize("case", TORCH_REFUSES.values(), ids=TORCH_REFUSES.keys())
+def test_what_torch_refuses_is_refused_with_torchs_exception_type(ours, theirs, case):
+    params, kwargs = case
+    with pytest.raises(Exception) as torch_error:
+        theirs(params(), **kwargs)
+    with pytest.raises(Exception) as our_error:
+        ours(params(), **kwargs)
+    assert type(our_error.value) is type(torch_error.value), (our_error.value, torch_error.value)
+
+
+def test_a_beta_tensor_of_two_elements_is_a_value_error():
+    """torch means to raise ValueError("Tensor betas[0] must be 1-element") here, but its range check before it
+    already fails with RuntimeError ("Boolean value of Tensor with more than one value is ambiguous"): the one place
+    where fusedadam raises torch's intended error rather than its accidental one."""
+    with pytest.raises(ValueError, match=r"Tensor betas\[0\] must be 1-element"):
+        FusedAdam([_leaf()], betas=(torch.tensor([0.9, 0.9]), torch.tensor(0.999)))
+
+
+def test_add_param_group_refuses_what_torch_refuses():
+    for ours, theirs in ((FusedAdam([_leaf()]), torch.optim.Adam([_leaf()])),):
+        for bad in ([_leaf()], {"params": {_leaf()}}, {"params": [_leaf() * 2]}):
+            with pytest.raises(Exception) as torch_error:
+                theirs.add_param_group(bad)
+            with pytest.raises(type(torch_error.value)):
+                ours.add_param_group(bad)
 
 
 def test_non_floating_point_params_are_rejected():

@@ -67,11 +67,10 @@ FUSEDADAM_SIMD_CLONES void adam_span(const TensorSlot& t, int64_t begin, int64_t
 template <typename Opmath>
 std::vector<AdamCoefficients<Opmath>> advance_steps(const TensorTable& table, const AdamHyperparameters& hp) {
   std::vector<AdamCoefficients<Opmath>> coefficients(table.tensors.size());
-  float previous_step = -1.0f;
+  double previous_step = -1.0;
   AdamCoefficients<Opmath> previous{};
   for (size_t i = 0; i < table.tensors.size(); ++i) {
-    float& step = *table.tensors[i].step;
-    step += 1.0f;
+    const double step = table.advance_step(i);
     if (step != previous_step) {
       previous = make_adam_coefficients<Opmath>(hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, step);
       previous_step = step;
@@ -87,7 +86,7 @@ inline std::vector<uint32_t> rounding_keys(const TensorTable& table, const AdamH
   if (table.param_update != ParamUpdate::kStochasticRounding) return keys;
   for (size_t i = 0; i < keys.size(); ++i) {
     const auto& t = table.tensors[i];
-    keys[i] = rounding_key(hp.seed, t.salt, static_cast<uint32_t>(*t.step));  // the step already advanced
+    keys[i] = rounding_key(hp.seed, t.salt, static_cast<uint32_t>(table.step_of(i)));  // the step already advanced
   }
   return keys;
 }

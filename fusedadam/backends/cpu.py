@@ -31,7 +31,10 @@ class CpuRunner:
 
     def __init__(self, params: Sequence[torch.Tensor], state_of: StateOf, layout: StateLayout):
         states = [state_of(p) for p in params]
-        self._table = PartitionTable(params, states, layout, gather_steps(states, torch.device("cpu")))
+        # The counters keep torch's dtype: float32, or float64 where torch made them so (under
+        # torch.set_default_dtype(torch.float64)); a partition holding both counts in float64, which loses nothing.
+        dtype = torch.float64 if any(s["step"].dtype == torch.float64 for s in states) else torch.float32
+        self._table = PartitionTable(params, states, layout, gather_steps(states, torch.device("cpu"), dtype))
 
     def gather_grads(self) -> bool:
         with profiler_range(GATHER_RANGE):

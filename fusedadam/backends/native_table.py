@@ -22,10 +22,10 @@ def match_layout(p: torch.Tensor, state: dict, keys: Sequence[str]) -> None:
             state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
-def gather_steps(states: Sequence[dict], device: torch.device) -> torch.Tensor:
-    """All step counters of a partition in one float32 buffer on `device`, each state["step"] becoming a 0-dim
+def gather_steps(states: Sequence[dict], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """All step counters of a partition in one buffer of `dtype` on `device`, each state["step"] becoming a 0-dim
     view of it: a kernel advances them all at once, and the state keeps torch's format."""
-    steps = torch.stack([s["step"].detach().reshape(()).to(device, torch.float32) for s in states])
+    steps = torch.stack([s["step"].detach().reshape(()).to(device, dtype) for s in states])
     for i, s in enumerate(states):
         s["step"] = steps[i]
     return steps
@@ -53,6 +53,7 @@ class PartitionTable:
             dtype=DTYPE_CODES[dtype],
             state_dtype=DTYPE_CODES[precision.state_dtype],
             param_update=PARAM_UPDATE_CODES[precision.update],
+            step_is_double=steps.dtype == torch.float64,
             numels=[p.numel() for p in self.params],
             params=[p.data_ptr() for p in self.params],
             exp_avgs=addresses("exp_avg", True),
@@ -61,7 +62,7 @@ class PartitionTable:
             masters=addresses("master_param", precision.master),
             compensations=addresses("kahan_compensation", precision.compensation),
             salts=[salt % 2**32 for salt in layout.salts],
-            steps=[steps.data_ptr() + 4 * i for i in range(len(states))],
+            steps=[steps.data_ptr() + steps.element_size() * i for i in range(len(states))],
             param_objects=self.params,
             param_strides=[p.stride() for p in self.params],
             param_contiguous=[p.is_contiguous() for p in self.params],
