@@ -97,7 +97,7 @@ def version_of(cmd: list[str]) -> str:
 PROBE = """
 import json, sys
 found = {"python": sys.version.split()[0]}
-for name in ("torch", "triton", "setuptools", "pybind11", "numpy", "pytest", "hypothesis"):
+for name in ("torch", "triton", "setuptools", "wheel", "pybind11", "numpy", "pytest", "hypothesis"):
     try:
         found[name] = __import__(name).__version__
     except Exception as error:
@@ -136,8 +136,15 @@ def preflight() -> None:
     missing = [name for name in ("torch", "setuptools", "pybind11", "pytest") if not found.get(name)]
     if nvcc is None:
         missing.append("nvcc")
-    # The build: pip without network or build isolation when pip and setuptools are there, else setup.py directly.
-    found["build_path"] = "pip install --no-build-isolation --no-deps --no-index -e ."
+    # The build, without network: pip without build isolation (an editable install), which needs the wheel package
+    # from setuptools older than 70.1; else setup.py's build_ext in place, which needs neither pip nor wheel.
+    setuptools_major = int(str(found.get("setuptools") or "0").split(".")[0])
+    if found.get("wheel") or setuptools_major >= 71:
+        build = [PYTHON, "-m", "pip", "install", "--no-build-isolation", "--no-deps", "--no-index", "-e", "."]
+    else:
+        build = [PYTHON, "setup.py", "build_ext", "--inplace"]
+    found["build_path"] = " ".join(build[1:])
+    SUMMARY["build_command"] = build
     SUMMARY["environment"] = found
     SUMMARY["gpu"] = bool(found.get("gpu")) and not missing
     if not found.get("gpu"):
@@ -167,7 +174,7 @@ def main() -> int:
     preflight()
     pytest = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"]
     bench = [PYTHON, "-m", "fusedadam", "bench", "--device", "cuda", "--plain", "--repeats", "10"]
-    phase("build", 150, [PYTHON, "-m", "pip", "install", "--no-build-isolation", "--no-deps", "--no-index", "-e", "."], needs_gpu=False,
+    phase("build", 150, SUMMARY["build_command"], needs_gpu=False,
           env={"FUSEDADAM_CUDA_ARCHS": os.environ.get("FUSEDADAM_CUDA_ARCHS", "90")})
     phase("info", 30, [PYTHON, "-m", "fusedadam", "info", "--kernels"], needs_gpu=False)
     # What only a GPU shows, first: one launch for thousands of tensors, 2^31 + 1 elements, CUDA graphs, streams,

@@ -4,7 +4,8 @@ every precision mode, with AMSGrad, GradScaler's unscale, a GradScaler skip, and
 
     compute-sanitizer --tool memcheck python3 bench/sanitizer_problem.py --backend cuda
 
-Exits non-zero when a step raises; the sanitizer's own findings are in its report."""
+Exits non-zero when a step raises or a counter is wrong; the sanitizer's own findings are in its report.
+`--backend cuda-host` runs the same problem on the CPU through the host-played CUDA kernel (tests use it)."""
 from __future__ import annotations
 
 import argparse
@@ -14,14 +15,14 @@ import torch
 from fusedadam import FusedAdam
 
 
-def tensors(dtype: torch.dtype, generator: torch.Generator) -> list[torch.Tensor]:
+def tensors(dtype: torch.dtype, generator: torch.Generator, device: str) -> list[torch.Tensor]:
     sizes = torch.randint(1, 3000, (200,), generator=generator).tolist() + [1, 7, 33, 16_385, 70_001]
-    flat = torch.randn(sum(sizes) + 8 * len(sizes), generator=generator).to(device="cuda", dtype=dtype)
+    flat = torch.randn(sum(sizes) + 8 * len(sizes), generator=generator).to(device=device, dtype=dtype)
     params, offset = [], 3  # views into one buffer, starting at odd element offsets (FSDP / Megatron style)
     for n in sizes[:100]:
         params.append(flat[offset:offset + n])
         offset += n + 5
-    return params + [torch.randn(n, generator=generator).to(device="cuda", dtype=dtype) for n in sizes[100:]]
+    return params + [torch.randn(n, generator=generator).to(device=device, dtype=dtype) for n in sizes[100:]]
 
 
 def modes(dtype: torch.dtype) -> list[dict]:
@@ -39,25 +40,27 @@ def modes(dtype: torch.dtype) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--backend", choices=["cuda", "triton"], required=True)
+    parser.add_argument("--backend", choices=["cuda", "triton", "cuda-host"], required=True)
     args = parser.parse_args()
+    device = "cpu" if args.backend == "cuda-host" else "cuda"
     generator = torch.Generator().manual_seed(0)
-    dtypes = [torch.float32, torch.float16, torch.bfloat16] + ([torch.float64] if args.backend == "cuda" else [])
+    dtypes = [torch.float32, torch.float16, torch.bfloat16] + ([torch.float64] if args.backend != "triton" else [])
     steps = 0
     for dtype in dtypes:
         for options in modes(dtype):
-            params = tensors(dtype, generator)
-            lr = torch.tensor(1e-3, device="cuda")
-            betas = (torch.tensor(0.9, device="cuda"), torch.tensor(0.99, device="cuda"))
+            params = tensors(dtype, generator, device)
+            lr = torch.tensor(1e-3, device=device)
+            betas = (torch.tensor(0.9, device=device), torch.tensor(0.99, device=device))
             optimizer = FusedAdam(params, lr=lr, betas=betas, capturable=True, backend=args.backend, **options)
             for step in range(3):
                 for p in params:
-                    p.grad = torch.randn(p.shape, device="cuda").to(dtype)
-                optimizer.grad_scale = torch.tensor(4.0, device="cuda")
-                optimizer.found_inf = torch.tensor(1.0 if step == 1 else 0.0, device="cuda")  # step 1 is skipped
+                    p.grad = torch.randn(p.shape, device=device).to(dtype)
+                optimizer.grad_scale = torch.tensor(4.0, device=device)
+                optimizer.found_inf = torch.tensor(1.0 if step == 1 else 0.0, device=device)  # step 1 is skipped
                 optimizer.step()
                 steps += 1
-            torch.cuda.synchronize()
+            if device == "cuda":
+                torch.cuda.synchronize()
             counts = {optimizer.state[p]["step"].item() for p in params}
             if counts != {2.0}:
                 raise SystemExit(f"{dtype} {options}: step counters {sorted(counts)}, expected 2 (one step skipped)")

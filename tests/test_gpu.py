@@ -56,6 +56,19 @@ def test_a_tensor_of_more_than_2_to_the_31_elements(backend):
         assert (got - want).abs().max().item() <= 2 ** -7 * want.abs().max().item()
 
 
+def _capture_step(optimizer, warm_up) -> torch.cuda.CUDAGraph:
+    """torch.cuda.graph's protocol: warm_up() (which steps) on a side stream, then the step captured in a graph."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # builds the plan and uploads the launch table
+        warm_up()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        optimizer.step()
+    return graph
+
+
 @pytest.mark.parametrize("backend", DEVICE_BACKENDS)
 def test_cuda_graph_capture_and_replay_matches_eager_torch(backend):
     torch.manual_seed(0)
@@ -73,16 +86,12 @@ def test_cuda_graph_capture_and_replay_matches_eager_torch(backend):
         for p, g in zip(params, grads[step]):
             p.grad.copy_(g)
 
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up, as torch.cuda.graph asks: builds the plan and launch table
+    def warm_up():
         for step in range(2):
             load(step)
             optimizer.step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        optimizer.step()
+
+    graph = _capture_step(optimizer, warm_up)
     for step in range(2, 6):
         if step == 4:
             lr.fill_(5e-3)  # a tensor lr is read at replay time
@@ -195,16 +204,12 @@ def test_hyperparameter_tensors_on_the_gpu_need_no_host_sync_and_capture(backend
     torch_optimizer = torch.optim.Adam(reference, lr=torch_lr, betas=(0.9, 0.99), capturable=True)
     for p in params:
         p.grad = torch.zeros_like(p)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
+    def warm_up():
         for p, g in zip(params, grads[0]):
             p.grad.copy_(g)
         optimizer.step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        optimizer.step()
+
+    graph = _capture_step(optimizer, warm_up)
     for step in range(1, 6):
         if step == 3:
             lr.fill_(5e-3)
@@ -231,14 +236,7 @@ def test_a_graph_captured_before_a_plan_rebuild_replays_on_memory_kept_alive(bac
     optimizer = FusedAdam(params, lr=1e-2, capturable=True, backend=backend)
     for p, g in zip(params, grads[0]):
         p.grad = g.clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        optimizer.step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        optimizer.step()
+    graph = _capture_step(optimizer, optimizer.step)
     params[1].grad = None  # a new gradient set: the next eager step rebuilds the plan
     with pytest.warns(UserWarning, match="captured in a CUDA graph"):
         optimizer.step()
