@@ -108,12 +108,14 @@ class BuildExtWithCuda(build_ext):
             arch_names = " ".join([f"sm_{a}" for a in archs] + [f"compute_{archs[-1]}"])
             gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
             gencode.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")
-            # Objects are cached by content (build/cuda-objects, keyed by the command and every csrc file): an
+            # Objects are cached by content (build/cuda-objects, keyed by the command and the sources): an
             # editable install builds in a fresh temporary folder each time, and nvcc is most of a build.
             out_dir = ROOT / "build" / "cuda-objects"
             out_dir.mkdir(parents=True, exist_ok=True)
             sources = sorted((CSRC / "cuda").glob("*.cu"))
-            csrc_digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(CSRC.rglob("*")) if p.is_file()))
+            # Every header and CUDA source (a .cu file may include any header; C++ sources never reach nvcc).
+            csrc_digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(CSRC.rglob("*"))
+                                                  if p.suffix in (".h", ".cuh", ".cu")))
 
             def compile_one(source):
                 # The host compiler contracts nothing, as for the CPU kernels: the kernel code nvcc also compiles for

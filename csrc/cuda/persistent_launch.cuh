@@ -28,14 +28,14 @@ namespace fusedadam::cuda {
 
 constexpr int kThreadsPerBlock = 256;
 // Resident blocks per SM the compiler must allow (__launch_bounds__), per architecture: on sm_80 and sm_90, 4 x 256
-// threads, half of an SM's 2048, which caps a kernel at 64 registers per thread; ptxas fits every kernel there. It
-// spilled at that cap for sm_75 and sm_100 / sm_110 (up to 24 bytes), which get 3 blocks (80 registers), and at 3
-// for sm_120 (up to 60 bytes at 80 registers), which gets 2 (a third of its 1536 threads: 512 threads with 4-7
-// loads of 16 bytes each in flight are ~5x what its bandwidth needs). tests/test_kernel_resources.py checks that no
-// kernel spills on any architecture built.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1200
+// threads, half of an SM's 2048, which caps a kernel at 64 registers per thread; ptxas fits every kernel there. For
+// sm_75 (whose 1024 threads 4 blocks would fill) it spilled at 64, and fits at 3 (80 registers); for sm_100 / sm_110
+// it spilled at 64 and at 80 (up to 48 bytes), and for sm_120 at 80 (up to 60): those get 2 (128 registers). Two
+// blocks of 256 threads with 4-7 loads of 16 bytes each in flight hold 32-57 KB per SM, about what a B200's 8 TB/s
+// needs over ~0.6 us of latency. tests/test_kernel_resources.py checks that no kernel spills on any architecture built.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000
 constexpr int kMinBlocksPerSm = 2;
-#elif defined(__CUDA_ARCH__) && (__CUDA_ARCH__ < 800 || __CUDA_ARCH__ >= 1000)
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
 constexpr int kMinBlocksPerSm = 3;
 #else
 constexpr int kMinBlocksPerSm = 4;
