@@ -43,6 +43,7 @@ class TensorAccess {
     grad_ = getset(tensor_base, "grad");
     layout_ = getset(tensor_base, "layout");
     dtype_ = getset(tensor_base, "dtype");
+    shape_ = getset(tensor_base, "shape");
     data_ptr_ = noargs_method(tensor_base, "data_ptr");
   }
 
@@ -50,6 +51,7 @@ class TensorAccess {
   PyObject* grad(PyObject* t) const { return get(grad_, t); }
   PyObject* layout(PyObject* t) const { return get(layout_, t); }
   PyObject* dtype(PyObject* t) const { return get(dtype_, t); }
+  PyObject* shape(PyObject* t) const { return get(shape_, t); }
 
   // t.data_ptr(); 0 (error cleared) if it cannot be read.
   uintptr_t data_ptr(PyObject* t) const {
@@ -89,6 +91,7 @@ class TensorAccess {
   PyGetSetDef* grad_ = nullptr;
   PyGetSetDef* layout_ = nullptr;
   PyGetSetDef* dtype_ = nullptr;
+  PyGetSetDef* shape_ = nullptr;
   PyMethodDef* data_ptr_ = nullptr;
 };
 
@@ -113,6 +116,7 @@ bool is_and_release(PyObject* value, PyObject* expected) {
 struct PyTensorTable {
   TensorTable table;
   py::list params;
+  py::list param_shapes;  // tuples
   py::list param_strides;
   std::vector<char> param_contiguous;
   py::object torch_dtype;
@@ -147,7 +151,8 @@ PyTensorTable make_table(int dtype, int state_dtype, int param_update, bool step
                          const std::vector<uintptr_t>& exp_avg_sqs, const std::vector<uintptr_t>& max_exp_avg_sqs,
                          const std::vector<uintptr_t>& masters, const std::vector<uintptr_t>& compensations,
                          const std::vector<uint32_t>& salts, const std::vector<uintptr_t>& steps,
-                         py::list param_objects, py::list param_strides, const std::vector<bool>& param_contiguous,
+                         py::list param_objects, py::list param_shapes, py::list param_strides,
+                         const std::vector<bool>& param_contiguous,
                          py::object torch_dtype, py::object strided_layout, py::object tensor_base) {
   check_precision(dtype, state_dtype, param_update);
   const size_t n = numels.size();
@@ -157,11 +162,12 @@ PyTensorTable make_table(int dtype, int state_dtype, int param_update, bool step
   if (params.size() != n || exp_avgs.size() != n || exp_avg_sqs.size() != n || steps.size() != n ||
       salts.size() != n || !(max_exp_avg_sqs.empty() || max_exp_avg_sqs.size() == n) ||
       masters.size() != (needs_masters ? n : 0) || compensations.size() != (needs_compensations ? n : 0) ||
-      py::len(param_objects) != n || py::len(param_strides) != n || param_contiguous.size() != n) {
+      py::len(param_objects) != n || py::len(param_shapes) != n || py::len(param_strides) != n ||
+      param_contiguous.size() != n) {
     throw std::invalid_argument("TensorTable: every list must have one entry per tensor (masters only with master "
                                 "weights, compensations only with Kahan summation)");
   }
-  PyTensorTable result{TensorTable{}, param_objects, param_strides,
+  PyTensorTable result{TensorTable{}, param_objects, param_shapes, param_strides,
                        std::vector<char>(param_contiguous.begin(), param_contiguous.end()), torch_dtype,
                        strided_layout, TensorAccess(tensor_base.ptr()), std::vector<py::object>(n),
                        std::vector<const void*>(n)};
@@ -185,6 +191,15 @@ PyTensorTable make_table(int dtype, int state_dtype, int param_update, bool step
     table.first_element[i + 1] = table.first_element[i] + numels[i];
   }
   return result;
+}
+
+// True when `value` (a new reference, or nullptr) equals `expected`; consumes `value`.
+bool equals_and_release(PyObject* value, PyObject* expected) {
+  if (!value) return false;
+  const int equal = PyObject_RichCompareBool(value, expected, Py_EQ);
+  Py_DECREF(value);
+  if (equal < 0) PyErr_Clear();
+  return equal == 1;
 }
 
 bool grad_layout_matches(PyObject* grad, bool param_contiguous, PyObject* param_strides) {
@@ -223,15 +238,18 @@ PyObject* weak_target(const py::object& ref) {
 #endif
 }
 
-// Reads every parameter's gradient pointer for this step. Returns -1 when the table is ready to run,
-// else the index of the first tensor the Python layer must look at (no grad, a sparse or mismatched
-// grad, or a parameter whose storage was replaced); the table is only written when every tensor passed.
+// Reads every parameter's gradient pointer for this step, and checks that every address and extent the table holds
+// still belongs to the tensor it came from. Returns -1 when the table is ready to run, else the index of the first
+// tensor the Python layer must look at (no grad, a sparse or mismatched grad, or a parameter whose storage was
+// replaced); the table is only written when every tensor passed. (State tensors are checked in Python: the
+// optimizer's state dicts count their own changes.)
 //
-// Each torch attribute call costs ~60-90 ns (torch's own per-call bookkeeping), which is most of a
-// small step, so the common case is kept to two: p.grad and g.data_ptr(). When that gradient is the
-// object checked at an earlier step (a weak reference says so) and still has the same address, nothing
-// it depends on can have changed: a moved or re-typed parameter (model.to(), model.half()) gives its
-// gradient new storage too. Otherwise everything is checked again, the parameter's own address included.
+// Each torch attribute call costs ~60-90 ns (torch's own per-call bookkeeping), which is most of a small step, so the
+// common case is kept to three: p.grad, g.data_ptr() and p.data_ptr() (a parameter given new storage, by p.data = ...,
+// set_ or a growing resize_, has another address; the old storage stays alive in the Python table, so a kernel never
+// writes freed memory even before the check). When the gradient is the object checked at an earlier step (a weak
+// reference says so) and still has the same address, nothing else about it can have changed; otherwise its layout,
+// dtype, shape and strides are checked again against the parameter's.
 long gather_grads(PyTensorTable& self) {
   TensorTable& table = self.table;
   const size_t n = table.tensors.size();
@@ -239,6 +257,7 @@ long gather_grads(PyTensorTable& self) {
   const TensorAccess& access = self.access;
   for (size_t i = 0; i < n; ++i) {
     PyObject* param = PyList_GET_ITEM(params, i);
+    if (access.data_ptr(param) != reinterpret_cast<uintptr_t>(table.tensors[i].param)) return static_cast<long>(i);
     PyObject* grad = access.grad(param);
     if (!grad) return static_cast<long>(i);
     if (grad == Py_None) {
@@ -249,9 +268,9 @@ long gather_grads(PyTensorTable& self) {
     const uintptr_t address = access.data_ptr(grad);
     bool usable = address != 0 || table.tensors[i].numel == 0;
     if (usable && !(seen && address == reinterpret_cast<uintptr_t>(table.tensors[i].grad))) {
-      usable = access.data_ptr(param) == reinterpret_cast<uintptr_t>(table.tensors[i].param) &&
-               is_and_release(access.layout(grad), self.strided_layout.ptr()) &&
+      usable = is_and_release(access.layout(grad), self.strided_layout.ptr()) &&
                is_and_release(access.dtype(grad), self.torch_dtype.ptr()) &&
+               equals_and_release(access.shape(grad), PyList_GET_ITEM(self.param_shapes.ptr(), i)) &&
                grad_layout_matches(grad, self.param_contiguous[i] != 0,
                                    PyList_GET_ITEM(self.param_strides.ptr(), i));
       if (usable && !seen) {
@@ -374,7 +393,8 @@ PYBIND11_MODULE(_C, m) {
       .def(py::init(&make_table), py::arg("dtype"), py::arg("state_dtype"), py::arg("param_update"), py::arg("step_is_double"),
            py::arg("numels"), py::arg("params"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
            py::arg("max_exp_avg_sqs"), py::arg("masters"), py::arg("compensations"), py::arg("salts"), py::arg("steps"), py::arg("param_objects"),
-           py::arg("param_strides"), py::arg("param_contiguous"), py::arg("torch_dtype"), py::arg("strided_layout"),
+           py::arg("param_shapes"), py::arg("param_strides"), py::arg("param_contiguous"), py::arg("torch_dtype"),
+           py::arg("strided_layout"),
            py::arg("tensor_base"))
       .def_property_readonly("num_tensors", [](const PyTensorTable& t) { return t.table.tensors.size(); })
       .def_property_readonly("total_numel", [](const PyTensorTable& t) { return t.table.total_numel(); })

@@ -18,8 +18,9 @@ from .backends import Runner, StateLayout, StepConfig, local_shard, make_runner,
 from .backends.amp import AmpScaling
 from .precision import COMPENSATION_KEY, MASTER_KEY, MOMENT_KEYS, PRECISION_DEFAULTS, precision_of
 from .profiling import profiler_range
+from .state_table import StateTable
 from .validation import (check_constructor_arguments, check_grad, check_hyperparameters, check_param,
-                         check_precision_applies)
+                         check_precision_applies, check_state)
 
 _ADAM_GROUP_DEFAULTS = dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
                             fused=None, decoupled_weight_decay=False, backend="auto", **PRECISION_DEFAULTS,
@@ -47,6 +48,8 @@ class _GroupPlan:
     storage: tuple  # amsgrad and the precision options: what the state holds
     runners: list[Runner]
     without_grad: list[torch.Tensor]
+    # What the native runners' tables point to: per parameter, its state dict and that dict's tensors at build time.
+    state_refs: list[tuple[torch.Tensor, dict, tuple]] = field(default_factory=list)
 
     def fits(self, group: dict) -> bool:
         return (group["params"] is self.params_list and len(self.params_list) == self.num_params
@@ -56,6 +59,11 @@ class _GroupPlan:
     def captured(self) -> bool:
         """True when a launch of this plan was captured in a CUDA graph (device backends only)."""
         return any(getattr(runner, "captured", False) for runner in self.runners)
+
+    def states_unchanged(self, state: dict) -> bool:
+        """True when every parameter's state dict, and every tensor in it, is the object the plan was built from."""
+        return all(state.get(p) is entry and all(entry.get(key) is value for key, value in tensors)
+                   for p, entry, tensors in self.state_refs)
 
     def gather_grads(self) -> bool:
         # A parameter that gained a gradient changes the plan as much as one that lost it.
@@ -122,6 +130,8 @@ class FusedAdam(torch.optim.Optimizer):
         self._configs: dict[int, tuple] = {}
         self._captured_plans: list[_GroupPlan] = []
         super().__init__(params, defaults)
+        self.state = StateTable(self.state)
+        self._state_generation = -1  # self.state.generation when the plans were last checked against it
 
     def _patch_step_function(self) -> None:
         self._zero_grad_profile_name = f"Optimizer.zero_grad#{self.__class__.__name__}.zero_grad"
@@ -156,6 +166,8 @@ class FusedAdam(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self.state = StateTable(self.state)
+        self._state_generation = -1
         for group in self.param_groups:
             for key, value in _ADAM_GROUP_DEFAULTS.items():
                 group.setdefault(key, value)
@@ -177,6 +189,13 @@ class FusedAdam(torch.optim.Optimizer):
                               "which stay allocated, not this optimizer's current state: capture the step again",
                               stacklevel=3)
         self._plans = plans
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state_dict, with each parameter's state as a plain dict (holding the same tensors): the optimizer's
+        own dicts count their changes (state_table.py), and torch.load(weights_only=True) takes plain dicts only."""
+        state_dict = super().state_dict()
+        state_dict["state"] = {key: dict(value) for key, value in state_dict["state"].items()}
+        return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load_state_dict, except that (1) torch casts every floating-point state tensor to its parameter's
@@ -230,18 +249,25 @@ class FusedAdam(torch.optim.Optimizer):
             self._step_in_graph()
             return loss
 
-        # 1. Check everything; no state is created or changed until every group has passed.
+        # 1. Check everything; no state is created or changed until every group has passed. A plan is reused while
+        #    its group, its parameters' storage, their gradients and their state are what it was built from: the
+        #    state is re-checked only when the state table counted a change (state_table.py).
+        if type(self.state) is not StateTable:  # the whole table was replaced: opt.state = ...
+            self.state = StateTable(self.state)
+        state_moved = self.state.generation != self._state_generation
         configs, rebuilds = [], []
         for index, group in enumerate(self.param_groups):
             configs.append(_step_config(group, index, self._configs))
             plan = self._plans.get(index)
-            if plan is None or not plan.fits(group) or not plan.gather_grads():
+            if (plan is None or not plan.fits(group) or (state_moved and not plan.states_unchanged(self.state))
+                    or not plan.gather_grads()):
                 rebuilds.append((index, group, self._partition(index, group)))
-        # 2. Create missing state and rebuild the plans whose parameters or gradients changed.
+        # 2. Create missing state and rebuild the plans whose parameters, gradients or state changed.
         salts = _salts(self.param_groups) if rebuilds else {}
         for index, group, partitions in rebuilds:
-            self._retire_plans([index], "its parameters or gradients changed")
+            self._retire_plans([index], "its parameters, gradients or state changed")
             self._plans[index] = self._build_plan(group, partitions, salts)
+        self._state_generation = self.state.generation
         # 3. Run.
         scaling = AmpScaling.of(self)
         for index, config in enumerate(configs):
@@ -294,6 +320,7 @@ class FusedAdam(torch.optim.Optimizer):
                 continue
             where = f"parameter {i}{f' ({names[i]!r})' if names else ''} of param group {index}"
             check_grad(p, grad, where)
+            check_state(p, self.state.get(p), group, where)
             backend = resolve(group["backend"], p, where)
             check_precision_applies(group, p, backend, lambda: native_refusal(p), where)
             sharded = backend != "torch" and local_shard(p) is not None
@@ -312,8 +339,11 @@ class FusedAdam(torch.optim.Optimizer):
             runner = make_runner(part.backend, part.params, self.state.__getitem__, layout, part.sharded)
             runner.set_grads(part.grads)
             runners.append(runner)
+        state_refs = [(p, self.state[p], tuple((k, v) for k, v in self.state[p].items() if isinstance(v, torch.Tensor)))
+                      for part in partitions if part.backend != "torch" for p in part.params]
         return _GroupPlan(params_list=group["params"], num_params=len(group["params"]), storage=_storage_options(group),
-                          runners=runners, without_grad=[p for p in group["params"] if p.grad is None])
+                          runners=runners, without_grad=[p for p in group["params"] if p.grad is None],
+                          state_refs=state_refs)
 
     def _init_state(self, p: torch.Tensor, group: dict) -> None:
         """torch.optim.Adam's lazy state, created at a parameter's first step with a gradient, stored as the
@@ -363,6 +393,8 @@ class FusedAdamW(FusedAdam):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self.state = StateTable(self.state)
+        self._state_generation = -1
         for group in self.param_groups:
             group["decoupled_weight_decay"] = True  # as torch.optim.AdamW: any loaded state stays AdamW
 

@@ -127,3 +127,29 @@ def check_grad(p: torch.Tensor, grad: torch.Tensor, where: str) -> None:
         raise RuntimeError(f"{where}: its gradient ({grad.dtype}, {tuple(grad.shape)}, {grad.device}) does not match "
                            f"the parameter ({p.dtype}, {tuple(p.shape)}, {p.device}); gradients must have the "
                            "parameter's dtype, shape and device")
+
+
+def check_state(p: torch.Tensor, state: dict | None, group: dict, where: str) -> None:
+    """Refuses, as torch.optim.Adam would at its step, state that cannot go with parameter `p`: a state with torch's
+    moments missing (KeyError), a moment of another shape or device (RuntimeError), a non-tensor moment (TypeError).
+    A moment of another dtype is converted at the step, as option changes convert them."""
+    if not state:
+        return  # created at the step
+    moments = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group.get("amsgrad") else ())
+    for key in moments:
+        if key not in state:
+            raise KeyError(f"{where}: its optimizer state has no {key!r} (torch.optim.Adam fails the same way: it "
+                           "creates state only for a parameter with none; set opt.state[p] = {} to start it afresh)")
+    for key in (*moments, "master_param", "kahan_compensation"):
+        value = state.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{where}: its state[{key!r}] is a {type(value).__name__}, not a tensor")
+        if value.shape != p.shape or value.device != p.device:
+            raise RuntimeError(f"{where}: its state[{key!r}] is {tuple(value.shape)} on {value.device}, the parameter "
+                               f"{tuple(p.shape)} on {p.device}; the state must match its parameter (after resizing a "
+                               "parameter, give it new state: opt.state[p] = {})")
+    step = state.get("step")
+    if step is not None and not isinstance(step, (torch.Tensor, int, float)):
+        raise TypeError(f"{where}: its state['step'] is a {type(step).__name__}, not a tensor or a number")

@@ -58,7 +58,7 @@ def _captured_optimizer():
 def test_a_captured_plan_stays_alive_when_its_gradients_change():
     params, optimizer, runner = _captured_optimizer()
     params[1].grad = None
-    with pytest.warns(UserWarning, match="param group 0 was captured in a CUDA graph.*parameters or gradients changed"):
+    with pytest.warns(UserWarning, match="param group 0 was captured in a CUDA graph.*parameters, gradients or state changed"):
         optimizer.step()
     assert optimizer._captured_plans and optimizer._captured_plans[0].runners[0] is runner
     assert optimizer._plans[0].runners[0] is not runner

@@ -25,7 +25,7 @@ def match_layout(p: torch.Tensor, state: dict, keys: Sequence[str]) -> None:
 def gather_steps(states: Sequence[dict], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """All step counters of a partition in one buffer of `dtype` on `device`, each state["step"] becoming a 0-dim
     view of it: a kernel advances them all at once, and the state keeps torch's format."""
-    steps = torch.stack([s["step"].detach().reshape(()).to(device, dtype) for s in states])
+    steps = torch.stack([torch.as_tensor(s["step"]).detach().reshape(()).to(device, dtype) for s in states])
     for i, s in enumerate(states):
         s["step"] = steps[i]
     return steps
@@ -64,13 +64,16 @@ class PartitionTable:
             salts=[salt % 2**32 for salt in layout.salts],
             steps=[steps.data_ptr() + steps.element_size() * i for i in range(len(states))],
             param_objects=self.params,
+            param_shapes=[tuple(p.shape) for p in self.params],
             param_strides=[p.stride() for p in self.params],
             param_contiguous=[p.is_contiguous() for p in self.params],
             torch_dtype=dtype,
             strided_layout=torch.strided,
             tensor_base=torch._C.TensorBase,
         )
-        self._pointees = [s[key] for s in states for key in keys]
+        # The storages, not only the tensors: set_ or .data = on a state tensor or a parameter gives the tensor other
+        # storage, and the table's addresses must stay allocated until the next step re-plans.
+        self._pointees = [s[key] for s in states for key in keys] + [s[key].untyped_storage() for s in states for key in keys]
         self._pointees += [p.untyped_storage() for p in self.params] + [steps]
         self._substituted: Sequence[torch.Tensor] = ()
 
