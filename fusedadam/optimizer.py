@@ -48,7 +48,7 @@ class _GroupPlan:
     storage: tuple  # amsgrad and the precision options: what the state holds
     runners: list[Runner]
     without_grad: list[torch.Tensor]
-    # What the native runners' tables point to: per parameter, its state dict and that dict's tensors at build time.
+    # What the plan was validated with: per parameter, its state dict and that dict's tensors at build time.
     state_refs: list[tuple[torch.Tensor, dict, tuple]] = field(default_factory=list)
 
     def fits(self, group: dict) -> bool:
@@ -339,8 +339,10 @@ class FusedAdam(torch.optim.Optimizer):
             runner = make_runner(part.backend, part.params, self.state.__getitem__, layout, part.sharded)
             runner.set_grads(part.grads)
             runners.append(runner)
+        # Every backend's: the torch backend reads the state afresh each step, but a replaced state tensor must be
+        # validated against its parameter before torch's kernels (which trust the shapes) see it.
         state_refs = [(p, self.state[p], tuple((k, v) for k, v in self.state[p].items() if isinstance(v, torch.Tensor)))
-                      for part in partitions if part.backend != "torch" for p in part.params]
+                      for part in partitions for p in part.params]
         return _GroupPlan(params_list=group["params"], num_params=len(group["params"]), storage=_storage_options(group),
                           runners=runners, without_grad=[p for p in group["params"] if p.grad is None],
                           state_refs=state_refs)

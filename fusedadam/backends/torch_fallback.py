@@ -26,6 +26,11 @@ class TorchRunner:
         self._amsgrad = layout.amsgrad
         self._has_complex = any(torch.is_complex(p) for p in self._params)
         self._grads: list[torch.Tensor] = []
+        # What the plan was validated for: a parameter given another shape, dtype or device (p.data = ..., set_) or
+        # a gradient that no longer matches it sends the step back to the optimizer's checks. torch's fused CPU
+        # kernel does not check sizes itself: stepped with a 6-element state under an 8-element parameter it
+        # corrupts the heap (torch 2.13).
+        self._planned = [(p.shape, p.dtype, p.device) for p in self._params]
         fused_devices = _fused_devices()
         self._fused_by_default = not self._has_complex and all(
             p.device.type in fused_devices and state_of(p)["step"].device == p.device and is_dense(p)
@@ -35,6 +40,9 @@ class TorchRunner:
         grads = [p.grad for p in self._params]
         if any(g is None or g.layout != torch.strided for g in grads):
             return False
+        for p, g, (shape, dtype, device) in zip(self._params, grads, self._planned):
+            if not (p.shape == g.shape == shape and p.dtype == g.dtype == dtype and p.device == g.device == device):
+                return False
         self._grads = grads
         return True
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The memory-safety check: the native module built with AddressSanitizer (the CPU kernel, the bindings, and the CUDA
+# kernel's code as compiled for the host), then the tests that drive native code from Python run against it: the
+# state machine that swaps p.data, gradients and state tensors between steps, the launch table, and the correctness
+# matrix of the CPU kernel and of the host-played CUDA kernel. Any report from ASan fails the run.
+#
+#   bash scripts/asan_check.sh            (after scripts/setup.sh; CI runs it)
+#
+# It builds in a copy of the tracked files, so the main build stays as it is. Leak detection is off: CPython and
+# torch keep allocations alive until exit on purpose, which is not what this check is about.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+python="$repo/.venv/bin/python"
+libasan=$(gcc -print-file-name=libasan.so)
+if [ ! -e "$libasan" ]; then
+  echo "asan_check: gcc has no libasan.so here ($libasan); install the gcc AddressSanitizer runtime" >&2
+  exit 1
+fi
+
+work=$(mktemp -d /tmp/fusedadam-asan.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work"
+cd "$work"
+
+echo "== build with FUSEDADAM_SANITIZE=address in $work"
+FUSEDADAM_SANITIZE=address "$python" setup.py -q build_ext --inplace >build.log 2>&1 || { tail -50 build.log; exit 1; }
+"$python" -c "import sys; sys.path.insert(0, '.'); import fusedadam._C as c; assert c.__file__.startswith('$work'), c.__file__"
+
+# halt_on_error: the first report ends the process, so pytest fails; abort_on_error=0 keeps the report readable.
+export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:print_summary=1"
+export LD_PRELOAD="$libasan"
+export FUSEDADAM_STATE_MACHINE_EXAMPLES="${FUSEDADAM_STATE_MACHINE_EXAMPLES:-200}"
+"$python" -m pytest -q -p no:cacheprovider -x \
+  tests/test_state_machine.py tests/test_state_table.py tests/test_native.py tests/test_launch_table.py \
+  tests/test_device_runner.py tests/test_errors.py tests/test_cuda_kernel_on_host.py
+"$python" -m pytest -q -p no:cacheprovider -x tests/test_correctness.py tests/test_precision_modes.py \
+  tests/test_grad_scaler.py -k "cpu-cpu or cuda-host-cpu"
