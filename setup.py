@@ -5,6 +5,8 @@ Environment:
   FUSEDADAM_CUDA_ARCHS="80;90" compute capabilities to build cubins for (PTX is added for the last); default: the
                                GPUs visible here, else every major version nvcc supports from sm_75 up
   CUDA_HOME / CUDA_PATH        the toolkit to use (else nvcc on PATH, else /usr/local/cuda)
+  FUSEDADAM_SANITIZE=address   a test build with AddressSanitizer (C++ and the host side of the CUDA sources); run
+                               Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so), as .ci/run does
 """
 import hashlib
 import os
@@ -91,6 +93,13 @@ def license_metadata() -> dict:
     return {"license_expression": "BSD-3-Clause"} if major >= 77 else {"license": "BSD-3-Clause"}
 
 
+def sanitizer_flags() -> list[str]:
+    sanitizer = os.environ.get("FUSEDADAM_SANITIZE", "").strip()
+    if sanitizer not in ("", "address"):
+        raise SystemExit(f"FUSEDADAM_SANITIZE must be 'address' or unset, got {sanitizer!r}")
+    return [f"-fsanitize={sanitizer}", "-fno-omit-frame-pointer"] if sanitizer else []
+
+
 def build_jobs():
     jobs = int(os.environ.get("FUSEDADAM_BUILD_JOBS", "0") or 0)
     return jobs if jobs > 0 else (os.cpu_count() or 1)
@@ -121,8 +130,9 @@ class BuildExtWithCuda(build_ext):
                 # The host compiler contracts nothing, as for the CPU kernels: the kernel code nvcc also compiles for
                 # the host (backend "cuda-host") then computes exactly what the CPU kernel does. Device code keeps
                 # nvcc's FMA contraction (--fmad=true), as torch's kernels do.
-                cmd = [str(nvcc), "-std=c++17", "-O3", "-Xcompiler", "-fPIC", "-Xcompiler", "-fvisibility=hidden",
-                       "-Xcompiler", "-ffp-contract=off", "-Xptxas", "-v", f"-I{CSRC}",
+                host_flags = [flag for f in ["-fPIC", "-fvisibility=hidden", "-ffp-contract=off", *sanitizer_flags()]
+                              for flag in ("-Xcompiler", f)]
+                cmd = [str(nvcc), "-std=c++17", "-O3", *host_flags, "-Xptxas", "-v", f"-I{CSRC}",
                        f'-DFUSEDADAM_CUDA_ARCH_LIST="{arch_names}"', *gencode, "-c", str(source)]
                 key = csrc_digest.copy()
                 key.update(" ".join(cmd).encode())
@@ -194,8 +204,9 @@ native = Pybind11Extension(
     # -ffp-contract=off: no a*b+c fused into an FMA. With contraction GCC fused differently in a loop's vector
     # body and its epilogue (AVX-512 clone), so an element's bits depended on its position in a thread's slice,
     # i.e. on the tensor's size and the thread count. Without it every element is the same IEEE fp32 expression.
-    extra_compile_args=["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"],
-    extra_link_args=["-fopenmp"],
+    extra_compile_args=["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
+                        *sanitizer_flags()],
+    extra_link_args=["-fopenmp", *sanitizer_flags()],
 )
 
 setup(ext_modules=[native], cmdclass={"build_ext": BuildExtWithCuda}, **license_metadata())
