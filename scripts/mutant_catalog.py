@@ -16,6 +16,11 @@ class Mutant:
     why: str
     tests: tuple[str, ...]
     select: str | None = None  # pytest -k
+    also: tuple[tuple[str, str, str], ...] = ()  # more (file, find, replace) edits of the same slip elsewhere
+
+    @property
+    def edits(self) -> tuple[tuple[str, str, str], ...]:
+        return ((self.file, self.find, self.replace), *self.also)
 
 
 # The CUDA kernel's device code, run by the host launcher (backend "cuda-host").
@@ -84,4 +89,131 @@ CATALOG = [
            "PTX shows it: the interpreter runs a program as one thread). Killed under Triton 3.6 (CI's compatibility "
            "job); equivalent under Triton 3.9, whose lowering of a scalar atomic adds a bar.sync of its own",
            ("tests/test_triton_compiles.py",)),
+
+    # ------------------------------------------------------------------------------------------- the shared math
+    Mutant("math-maximize-after-l2", "math", "csrc/adam_math.h",
+           "  if (kMaximize) grad = -grad;\n  if (kWeightDecay == WeightDecay::kL2) grad = grad + c.weight_decay * param;",
+           "  if (kWeightDecay == WeightDecay::kL2) grad = grad + c.weight_decay * param;\n  if (kMaximize) grad = -grad;",
+           "maximize negates the gradient after L2 decay was added, written alike in the C++ math, the Triton math "
+           "and the float64 reference, so the reference tests cannot see it",
+           ("tests/test_torch_parity.py",), "l2-maximize and (cpu-cpu or cuda-host or triton)",
+           also=(("fusedadam/triton_kernels/adam_math.py",
+                  "    if MAXIMIZE:\n        grad = -grad\n    if WEIGHT_DECAY == WEIGHT_DECAY_L2:\n"
+                  "        grad = grad + weight_decay * param\n",
+                  "    if WEIGHT_DECAY == WEIGHT_DECAY_L2:\n        grad = grad + weight_decay * param\n"
+                  "    if MAXIMIZE:\n        grad = -grad\n"),
+                 ("fusedadam/reference.py",
+                  "    if cfg.maximize:\n        g = -g\n    if wd != 0:\n        if cfg.decoupled_weight_decay:\n"
+                  "            s.param.mul_(1 - lr * wd)\n        else:\n            g = g + wd * s.param\n",
+                  "    if wd != 0:\n        if cfg.decoupled_weight_decay:\n            s.param.mul_(1 - lr * wd)\n"
+                  "        else:\n            g = g + wd * s.param\n    if cfg.maximize:\n        g = -g\n"))),
+    Mutant("math-max-drops-nan", "math", "csrc/adam_math.h",
+           "const bool take_b = (b > a) | (b != b);", "const bool take_b = (b > a);",
+           "AMSGrad's maximum drops a NaN (as std::max does): max_exp_avg_sq stays finite where torch's is NaN",
+           ("tests/test_torch_parity.py",), "nan and amsgrad and (cpu-cpu or cuda-host)"),
+    Mutant("triton-max-drops-nan", "triton", "fusedadam/triton_kernels/adam_math.py",
+           "return tl.where((b > a) | (b != b), b, a)", "return tl.maximum(a, b)",
+           "the Triton kernel's AMSGrad maximum drops a NaN (tl.maximum)",
+           ("tests/test_torch_parity.py",), "nan and amsgrad and triton"),
+    Mutant("math-eps-before-bias-correction", "math", "csrc/adam_math.h",
+           "const Opmath denom = std::sqrt(second_moment) / c.bias_correction2_sqrt + c.eps;",
+           "const Opmath denom = (std::sqrt(second_moment) + c.eps) / c.bias_correction2_sqrt;",
+           "eps added before the bias correction of the square root (the paper's eps-hat, not torch's placement)",
+           ("tests/test_correctness.py",), "cpu-cpu and other-betas-eps"),
+    Mutant("math-decay-factor-without-lr", "math", "csrc/adam_math.h",
+           "c.decay_factor = static_cast<Opmath>(1.0 - lr * weight_decay);",
+           "c.decay_factor = static_cast<Opmath>(1.0 - weight_decay);",
+           "AdamW's decoupled decay not scaled by lr",
+           ("tests/test_correctness.py",), "cpu-cpu and adamw"),
+    Mutant("math-bias-correction-one-step-late", "math", "csrc/adam_math.h",
+           "const double bias_correction1 = 1.0 - std::exp2(step * std::log2(beta1));",
+           "const double bias_correction1 = 1.0 - std::exp2((step + 1.0) * std::log2(beta1));",
+           "the first moment's bias correction uses the next step's count",
+           ("tests/test_correctness.py",), "cpu-cpu and fp32 and adam-odd"),
+    Mutant("reference-amsgrad-on-corrected", "reference", "fusedadam/reference.py",
+           "        torch.maximum(s.max_exp_avg_sq, s.exp_avg_sq, out=s.max_exp_avg_sq)",
+           "        torch.maximum(s.max_exp_avg_sq, s.exp_avg_sq / (1 - beta2 ** t), out=s.max_exp_avg_sq)",
+           "the float64 reference keeps the maximum of the bias-corrected estimate (a paper variant, not torch's): "
+           "the reference is checked against torch itself",
+           ("tests/test_reference.py",)),
+    # ------------------------------------------------------------------------------------------------ CPU kernel
+    Mutant("cpu-stochastic-bits-by-slice", "cpu", "csrc/cpu/adam_span.h",
+           "rounding_bits(rounding_key, begin + i)", "rounding_bits(rounding_key, i)",
+           "stochastic rounding's bits indexed by the element's place in a thread's slice, not in its tensor",
+           ("tests/test_thread_independence.py",), "stochastic"),
+    Mutant("cpu-slice-boundary-unaligned", "cpu", "csrc/cpu/multi_tensor_cpu.h",
+           "const int64_t stop = std::min(tensor_end, slice_end);",
+           "const int64_t stop = std::min(tensor_end, slice_end - (slice_end < total));",
+           "a thread's slice stops one element short of the next thread's: one element per boundary is never stepped",
+           ("tests/test_correctness.py", "tests/test_thread_independence.py"), "(cpu-cpu and larger) or thread_count"),
+    Mutant("launch-table-chunk-first", "cpu", "csrc/launch_table_writer.h",
+           "      row[kFirstElement] = first;", "      row[kFirstElement] = first + (first > 0);",
+           "every chunk after a tensor's first starts one element late in the launch table",
+           ("tests/test_launch_table.py", "tests/test_correctness.py"), "launch or (cuda-host and larger)"),
+    Mutant("rounding-stochastic-15-bits", "precision", "csrc/param_update.h",
+           "const uint32_t rounded = (bits + (random >> 16)) & 0xFFFF0000u;",
+           "const uint32_t rounded = (bits + (random >> 17)) & 0xFFFF0000u;",
+           "stochastic rounding adds 15 random bits instead of 16: biased toward zero",
+           ("tests/test_precision_modes.py",), "stochastic and (cpu-cpu or cuda-host)"),
+    Mutant("kahan-compensation-dropped", "precision", "csrc/param_update.h",
+           "compensation = update - (stored - before);", "compensation = 0;",
+           "Kahan summation never carries the rounding error to the next step",
+           ("tests/test_precision_modes.py",), "kahan and (cpu-cpu or cuda-host)"),
+    Mutant("triton-kahan-compensation-dropped", "triton", "fusedadam/triton_kernels/param_update.py",
+           "        update = (after - before) + compensation\n", "        update = (after - before)\n",
+           "the Triton kernel's Kahan update ignores the carried compensation",
+           ("tests/test_precision_modes.py",), "kahan and triton"),
+    Mutant("triton-one-chunk-per-program", "triton", "fusedadam/triton_kernels/multi_tensor_adam.py",
+           "            chunk += 1\n", "            chunk = chunk_end\n",
+           "a Triton program steps only the first chunk of its range (the interpreter's default grid, one program per "
+           "chunk, cannot tell)",
+           ("tests/test_triton_grid.py",)),
+    # ------------------------------------------------------------------------------------------- the Python layer
+    Mutant("py-weight-decay-not-in-config-key", "python", "fusedadam/optimizer.py",
+           '_CONFIG_KEYS = ("lr", "betas", "eps", "weight_decay", ',
+           '_CONFIG_KEYS = ("lr", "betas", "eps", ',
+           "a weight_decay changed between steps is ignored (the cached step config does not see it)",
+           ("tests/test_torch_parity.py",), "hyperparameter and cpu-cpu"),
+    Mutant("py-post-hooks-before-the-update", "python", "fusedadam/optimizer.py",
+           "    out = step(*args, **kwargs)\n    self._optimizer_step_code()\n"
+           "    for post_hook in chain(self._optimizer_step_post_hooks.values(),\n"
+           "                           torch_optimizer._global_optimizer_post_hooks.values()):\n"
+           "        post_hook(self, args, kwargs)\n",
+           "    for post_hook in chain(self._optimizer_step_post_hooks.values(),\n"
+           "                           torch_optimizer._global_optimizer_post_hooks.values()):\n"
+           "        post_hook(self, args, kwargs)\n    out = step(*args, **kwargs)\n    self._optimizer_step_code()\n",
+           "step post-hooks run before the update",
+           ("tests/test_torch_parity.py", "tests/test_api.py"), "hook"),
+    Mutant("py-found-inf-ignored-once-unscaled", "python", "fusedadam/backends/amp.py",
+           "        if grad_scale is None and found_inf is None:\n            return None",
+           "        if grad_scale is None:\n            return None",
+           "after scaler.unscale_() (gradient clipping) the optimizer gets found_inf without a scale, and steps anyway",
+           ("tests/test_grad_scaler.py",), "clipped and cpu-cpu"),
+    Mutant("py-state-change-not-counted", "python", "fusedadam/state_table.py",
+           "    def __setitem__(self, key, value):\n        super().__setitem__(key, value)\n        self._changed()",
+           "    def __setitem__(self, key, value):\n        super().__setitem__(key, value)",
+           "replacing a state entry (exp_avg after pruning, step for a warm restart) is not seen by the cached plan",
+           ("tests/test_between_steps.py",), "cpu"),
+    Mutant("py-torch-backend-trusts-shapes", "python", "fusedadam/backends/torch_fallback.py",
+           "            if not (p.shape == g.shape == shape and p.dtype == g.dtype == dtype",
+           "            if not (True or p.shape == g.shape == shape and p.dtype == g.dtype == dtype",
+           "the torch backend's cached plan steps a parameter given another size (torch's fused CPU kernel then "
+           "corrupts the heap)",
+           ("tests/test_between_steps.py",), "torch and not data"),
+    Mutant("py-state-shape-unchecked", "python", "fusedadam/validation.py",
+           "        if value.shape != p.shape or value.device != p.device:",
+           "        if value.device != p.device:",
+           "a state tensor of another shape than its parameter reaches the kernels",
+           ("tests/test_between_steps.py",), "exp_avg and 2"),
+    Mutant("py-step-counter-shared-on-load", "python", "fusedadam/optimizer.py",
+           '                self.state[p]["step"] = step.clone()', '                self.state[p]["step"] = step',
+           "two optimizers loading one state_dict share its step tensors and advance each other's counts",
+           ("tests/test_api.py",), "shares_no_step_counter"),
+    Mutant("native-param-address-unchecked", "native", "csrc/bindings.cpp",
+           "    if (access.data_ptr(param) != reinterpret_cast<uintptr_t>(table.tensors[i].param)) "
+           "return static_cast<long>(i);",
+           "    (void)param;",
+           "p.data = ... between steps: the cached table keeps stepping the old storage",
+           ("tests/test_between_steps.py", "tests/test_layout.py"), "same or replaced"),
 ]
+

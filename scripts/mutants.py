@@ -53,14 +53,25 @@ def run_tests(mutant: Mutant, timeout: int) -> tuple[str, str]:
     return "killed", (failed[0] if failed else tail[0])
 
 
-def apply(mutant: Mutant) -> str:
-    path = ROOT / mutant.file
-    original = path.read_text()
-    if original.count(mutant.find) != 1:
-        raise SystemExit(f"mutant {mutant.id}: the text to replace occurs {original.count(mutant.find)} times in "
-                         f"{mutant.file}, not once; update the catalog")
-    path.write_text(original.replace(mutant.find, mutant.replace))
-    return original
+def apply(mutant: Mutant) -> dict[Path, str]:
+    """Applies every edit of the mutant (checking each text occurs exactly once first); returns the originals."""
+    originals: dict[Path, str] = {}
+    for file, find, replace in mutant.edits:
+        path = ROOT / file
+        text = originals.get(path, path.read_text())
+        if text.count(find) != 1:
+            raise SystemExit(f"mutant {mutant.id}: the text to replace occurs {text.count(find)} times in {file}, not "
+                             "once; update the catalog")
+        originals.setdefault(path, text)
+    for file, find, replace in mutant.edits:
+        path = ROOT / file
+        path.write_text(path.read_text().replace(find, replace))
+    return originals
+
+
+def restore(originals: dict[Path, str]) -> None:
+    for path, text in originals.items():
+        path.write_text(text)
 
 
 def main(argv=None) -> int:
@@ -76,7 +87,7 @@ def main(argv=None) -> int:
 
     if args.list:
         for m in CATALOG:
-            print(f"{m.id:<34} {m.area:<10} {m.file}: {m.why}")
+            print(f"{m.id:<38} {m.area:<8} {', '.join(sorted({f for f, _, _ in m.edits}))}: {m.why}")
         return 0
     chosen = [m for m in CATALOG if (not args.ids or m.id in args.ids) and (not args.area or m.area == args.area)]
     unknown = set(args.ids) - {m.id for m in CATALOG}
@@ -85,20 +96,22 @@ def main(argv=None) -> int:
     if args.sample:
         seed = args.seed if args.seed is not None else int(time.strftime("%Y%m%d"))
         chosen = random.Random(seed).sample(chosen, min(args.sample, len(chosen)))
+        print(f"a sample of {len(chosen)} of {len(CATALOG)} mutants, seed {seed} (--seed {seed} runs it again)",
+              flush=True)
     native_touched = False
     results = []
     for mutant in chosen:
         start = time.time()
-        original = apply(mutant)
+        originals = apply(mutant)
         try:
-            if mutant.file.startswith("csrc/"):
+            if any(file.startswith("csrc/") for file, _, _ in mutant.edits):
                 native_touched = True
                 built = build(MUTANT_ARCHS)
                 outcome = ("killed", "does not compile") if built.returncode != 0 else run_tests(mutant, args.timeout)
             else:
                 outcome = run_tests(mutant, args.timeout)
         finally:
-            (ROOT / mutant.file).write_text(original)
+            restore(originals)
         status, detail = outcome
         results.append({"id": mutant.id, "area": mutant.area, "status": status, "detail": detail,
                         "seconds": round(time.time() - start)})

@@ -13,9 +13,11 @@ from specs import backend_dtype_params, require
 INF_STEP = 2
 
 
-def _train(make_optimizer, device, steps=5):
-    """A few scaled steps; at INF_STEP one gradient is made inf after backward. Returns, per step, copies of
-    the parameters, their gradients (after step) and states, and the scaler's scale."""
+def _train(make_optimizer, device, steps=5, clip=False):
+    """A few scaled steps; at INF_STEP one gradient is made inf after backward. With `clip`, the gradient-clipping
+    recipe: scaler.unscale_(optimizer), then clip_grad_norm_, then scaler.step (the optimizer then gets found_inf
+    and no scale). Returns, per step, copies of the parameters, their gradients (after step) and states, and the
+    scaler's scale."""
     torch.manual_seed(3)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).to(device)
     optimizer = make_optimizer(model.parameters())
@@ -28,6 +30,9 @@ def _train(make_optimizer, device, steps=5):
         scaler.scale(loss).backward()
         if step == INF_STEP:
             next(model.parameters()).grad[0, 0] = math.inf
+        if clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.5)
         scaler.step(optimizer)
         scaler.update()
         history.append({
@@ -39,11 +44,13 @@ def _train(make_optimizer, device, steps=5):
     return history
 
 
+@pytest.mark.parametrize("clip", [False, True], ids=["scaled", "unscaled-and-clipped"])
 @pytest.mark.parametrize("backend, dtype", backend_dtype_params({"fp32": torch.float32}))
-def test_grad_scaler_unscales_skips_inf_steps_and_matches_torch(backend, dtype):
+def test_grad_scaler_unscales_skips_inf_steps_and_matches_torch(backend, dtype, clip):
     require(backend)
-    ours = _train(lambda ps: FusedAdam(ps, lr=1e-2, weight_decay=0.1, backend=backend.name), backend.device)
-    theirs = _train(lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=0.1, foreach=False), backend.device)
+    ours = _train(lambda ps: FusedAdam(ps, lr=1e-2, weight_decay=0.1, backend=backend.name), backend.device, clip=clip)
+    theirs = _train(lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=0.1, foreach=False), backend.device,
+                    clip=clip)
 
     skipped, before = ours[INF_STEP], ours[INF_STEP - 1]
     for p_now, p_before in zip(skipped["params"], before["params"]):

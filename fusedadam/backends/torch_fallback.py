@@ -6,7 +6,9 @@ like the native backends, that computes 16-bit storage in fp32, so a group's num
 which backend "auto" picked. (torch's default CPU path computes fp16 in fp16, where eps=1e-8 rounds to 0.)
 torch 2.13's fused CPU kernel silently walks memory as if every tensor were dense and laid out like its
 parameter, so it is only chosen when that holds: strided views and mismatched gradients take torch's
-default path."""
+default path. Nor for fp32 / fp64 with AMSGrad: the fused kernel's max drops a NaN (max_exp_avg_sq keeps
+its old value), where torch's default paths (for-loop on the CPU, foreach on CUDA) and fusedadam's kernels
+propagate it. 16-bit parameters keep the fused kernel's fp32 math with AMSGrad too, and its NaN handling."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -32,7 +34,8 @@ class TorchRunner:
         # corrupts the heap (torch 2.13).
         self._planned = [(p.shape, p.dtype, p.device) for p in self._params]
         fused_devices = _fused_devices()
-        self._fused_by_default = not self._has_complex and all(
+        sixteen_bit = all(p.dtype in (torch.float16, torch.bfloat16) for p in self._params)
+        self._fused_by_default = not self._has_complex and (sixteen_bit or not layout.amsgrad) and all(
             p.device.type in fused_devices and state_of(p)["step"].device == p.device and is_dense(p)
             for p in self._params)
 

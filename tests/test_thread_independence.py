@@ -1,0 +1,50 @@
+"""The CPU kernel splits every step's elements into one equal slice per thread, wherever tensor boundaries fall: the
+split must not change a single bit, in any mode or storage (the F16C fp16 path, stochastic rounding's per-element
+random bits and Kahan's compensation included). 1, 2 and 3 threads cut the same tensors at different places."""
+import pytest
+import torch
+
+from fusedadam import FusedAdam
+from specs import MODES
+
+SHAPES = [(100_003,), (5,), (70_001,), (33, 17)]
+STORAGE = {
+    "fp32": (torch.float32, {}),
+    "fp64": (torch.float64, {}),
+    "bf16": (torch.bfloat16, {}),
+    "fp16": (torch.float16, {}),
+    "bf16-master": (torch.bfloat16, dict(master_weights=True)),
+    "fp16-master-bf16-states": (torch.float16, dict(master_weights=True, state_dtype=torch.bfloat16)),
+    "fp32-bf16-states": (torch.float32, dict(state_dtype=torch.bfloat16)),
+    "bf16-stochastic": (torch.bfloat16, dict(rounding="stochastic", rounding_seed=9)),
+    "bf16-kahan": (torch.bfloat16, dict(kahan_summation=True)),
+}
+
+
+def _steps(dtype, options, cfg, threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(21)
+        params = [torch.randn(s, generator=gen).to(dtype).requires_grad_() for s in SHAPES]
+        optimizer = FusedAdam(params, backend="cpu", **cfg.torch_kwargs(), **options)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen).to(dtype)
+            optimizer.step()
+    finally:
+        torch.set_num_threads(before)
+    return [(p.detach(), optimizer.state[p]) for p in params]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("storage", STORAGE)
+def test_thread_count_does_not_change_a_bit(storage, mode):
+    dtype, options = STORAGE[storage]
+    one = _steps(dtype, options, MODES[mode], 1)
+    for threads in (2, 3):
+        for i, ((p, state), (q, expected)) in enumerate(zip(_steps(dtype, options, MODES[mode], threads), one)):
+            assert torch.equal(p, q), f"parameter {i} at {threads} threads"
+            assert set(state) == set(expected)
+            for key, value in expected.items():
+                assert torch.equal(state[key], value), f"state[{key!r}] of parameter {i} at {threads} threads"
