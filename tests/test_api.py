@@ -276,13 +276,32 @@ def test_save_and_load_through_torch_save(tmp_path):
 
 
 def test_deepcopy_and_pickle_of_the_optimizer():
+    """A copy (deepcopy, or a pickle round trip) is an independent optimizer over copied parameters: stepped with
+    the same gradients it moves exactly as the original does, and stepping it leaves the original alone."""
     model = _model()
-    opt = FusedAdam(model.parameters())
+    opt = FusedAdam(model.parameters(), lr=1e-2)
     _train(model, opt, 2)
-    clone = copy.deepcopy(opt)
-    assert clone.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
-    restored = pickle.loads(pickle.dumps(opt))
-    assert restored.param_groups[0]["backend"] == "auto"
+    for make_copy in (copy.deepcopy, lambda o: pickle.loads(pickle.dumps(o))):
+        copied = make_copy(opt)
+        assert copied.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
+        assert copied.param_groups[0]["backend"] == "auto"
+        originals, copies = opt.param_groups[0]["params"], copied.param_groups[0]["params"]
+        before = [p.detach().clone() for p in originals]
+        gen = torch.Generator().manual_seed(5)
+        grads = [torch.randn(p.shape, generator=gen) for p in originals]
+        for p, g in zip(copies, grads):
+            p.grad = g.clone()
+        copied.step()
+        for p, was in zip(originals, before):
+            assert torch.equal(p.detach(), was)  # the original did not move
+        for p, g in zip(originals, grads):
+            p.grad = g.clone()
+        opt.step()
+        for p, q, was in zip(originals, copies, before):
+            assert q is not p and not torch.equal(p.detach(), was)
+            assert torch.equal(p.detach(), q.detach())
+            for key, value in opt.state[p].items():
+                assert torch.equal(copied.state[q][key], value), key
 
 
 def test_backends_says_what_runs_each_group():

@@ -77,8 +77,12 @@ def test_compiled_training_step_matches_eager_without_breaking_the_step():
     eager = _train(model, FusedAdamW(model.parameters(), lr=torch.tensor(1e-2)), _train_step, 4)
     model = _model()
     compiled = _train(model, FusedAdamW(model.parameters(), lr=torch.tensor(1e-2)), torch.compile(_train_step), 4)
-    for a, b in zip(compiled, eager):
+    model = _model()
+    torchs = _train(model, torch.optim.AdamW(model.parameters(), lr=torch.tensor(1e-2), foreach=False), _train_step, 4)
+    for a, b, c in zip(compiled, eager, torchs):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        # and both are torch's AdamW: the two sides above share the kernel, so a numeric slip in it would match
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)
     breaks = "\n".join(torch._dynamo.utils.counters["graph_break"])
     assert "TensorTable" not in breaks and "_C" not in breaks and "adam_step" not in breaks, breaks
 

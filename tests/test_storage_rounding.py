@@ -1,8 +1,10 @@
 """16-bit storage is loaded exactly and rounded to nearest even, for every finite fp16 / bf16 value.
 
-With lr=0 and betas=(0, 0.5) one step must leave p bit-identical, store m = g exactly, and store
-v = 0.5 * g * g, a product that is exact in fp32 for 16-bit inputs, so its rounding to 16 bits must be
-bit-identical to torch's own conversion."""
+A zero gradient under AdamW with lr * weight_decay = 0.5 makes one step p -> 0.5 * p exactly in fp32 (the Adam
+term is 0 / eps = 0), so the stored parameter must be torch's own rounding of 0.5 * p: exact for most values,
+round-to-nearest-even at the bottom of the subnormals. With lr=0 and betas=(0, 0.5) one step must store m = g
+exactly, and v = 0.5 * g * g, a product that is exact in fp32 for 16-bit inputs, so its rounding to 16 bits must
+be bit-identical to torch's own conversion."""
 import pytest
 import torch
 
@@ -18,13 +20,15 @@ def _every_finite(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("backend", backend_params())
-def test_every_16_bit_value_round_trips_and_rounds_to_nearest_even(backend, dtype):
+def test_every_16_bit_value_is_loaded_exactly_and_stored_rounded_to_nearest_even(backend, dtype):
     require(backend)
     values = _every_finite(dtype).to(backend.device)
     p = values.clone()
-    p.grad = values.flip(0).clone()
-    FusedAdam([p], lr=0.0, betas=(0.0, 0.5), backend=backend.name).step()
-    assert torch.equal(p.view(torch.int16), values.view(torch.int16))
+    p.grad = torch.zeros_like(values)
+    FusedAdam([p], lr=1.0, weight_decay=0.5, decoupled_weight_decay=True, backend=backend.name).step()
+    expected = (values.float() * 0.5).to(dtype)
+    assert not torch.equal(expected, values)  # the store is seen: every value but zero moved
+    assert torch.equal(p.view(torch.int16), expected.view(torch.int16))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
