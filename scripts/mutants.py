@@ -7,7 +7,8 @@ or survived (every test passed). The source is restored after each mutant, whate
     .venv/bin/python scripts/mutants.py --area cuda --record                 # an area; --record writes the result file
     .venv/bin/python scripts/mutants.py --sample 3 --seed 17                 # a random sample (CI)
 
-Exit status 0 when every mutant run was killed, 1 when one survived (or could not be built)."""
+A survivor the catalog explains as equivalent (no test can tell it from the original) is reported as such. Exit status 0
+when every mutant run was killed or is equivalent, 1 when one survived (or the restored source could not be built)."""
 from __future__ import annotations
 
 import argparse
@@ -107,12 +108,15 @@ def main(argv=None) -> int:
             if any(file.startswith("csrc/") for file, _, _ in mutant.edits):
                 native_touched = True
                 built = build(MUTANT_ARCHS)
-                outcome = ("killed", "does not compile") if built.returncode != 0 else run_tests(mutant, args.timeout)
+                outcome = (("error", "does not compile: a mutant must build to test anything; fix the catalog entry")
+                           if built.returncode != 0 else run_tests(mutant, args.timeout))
             else:
                 outcome = run_tests(mutant, args.timeout)
         finally:
             restore(originals)
         status, detail = outcome
+        if status == "survived" and mutant.equivalent:
+            status, detail = "equivalent", mutant.equivalent
         results.append({"id": mutant.id, "area": mutant.area, "status": status, "detail": detail,
                         "seconds": round(time.time() - start)})
         print(f"{status:<9} {mutant.id:<34} {round(time.time() - start):>4}s  {detail}", flush=True)
@@ -122,11 +126,12 @@ def main(argv=None) -> int:
             print(restored.stdout + restored.stderr, file=sys.stderr)
             return 1
     killed = sum(r["status"] == "killed" for r in results)
-    print(f"\n{killed} of {len(results)} mutants killed")
+    equivalent = sum(r["status"] == "equivalent" for r in results)
+    print(f"\n{killed} of {len(results)} mutants killed" + (f", {equivalent} equivalent" if equivalent else ""))
     if args.record:
         RESULT_FILE.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "results": results},
                                           indent=2) + "\n")
-    return 0 if killed == len(results) else 1
+    return 0 if killed + equivalent == len(results) else 1
 
 
 def _commit() -> str:

@@ -22,7 +22,7 @@ def test_thousands_of_tensors_in_one_launch_per_step(backend):
     problem = make_problem([(n,) for n in sizes], torch.float32, "cuda", steps=3)
     params, states = run_fusedadam(problem, mode, backend)
     assert_close_to_reference(tensors_of(params, states, mode), reference_tensors(run_reference(problem, mode), mode),
-                              torch.float32, None, operand_scales(problem, mode))
+                              torch.float32, operand_scales(problem, mode))
 
     # With the gradients in place, a step is one kernel and no host-to-device copy.
     optimizer = FusedAdam(params, backend=backend)

@@ -1,5 +1,5 @@
-"""The low-memory and mixed-precision modes (master weights, bf16 / fp32 states, stochastic rounding, Kahan
-summation) on every native backend: each against its float64 emulation, the properties each exists for, their
+"""Plain 16-bit storage and the low-memory and mixed-precision modes (master weights, bf16 / fp32 states, stochastic
+rounding, Kahan summation) on every native backend: each against its float64 emulation, the properties each exists for, their
 state in state_dict(), and their errors."""
 import copy
 
@@ -16,8 +16,10 @@ from specs import backend_params, require
 
 bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
 
-# name -> (parameter dtype, options): every storage combination besides torch's own.
+# name -> (parameter dtype, options): every storage combination of 16-bit values.
 PRECISION_MODES = {
+    "bf16": (bf16, dict()),
+    "fp16": (fp16, dict()),
     "bf16-master": (bf16, dict(master_weights=True)),
     "bf16-master-bf16-states": (bf16, dict(master_weights=True, state_dtype=bf16)),
     "fp16-master": (fp16, dict(master_weights=True)),

@@ -31,5 +31,5 @@ def test_cpu_kernel_matches_reference(shapes, cfg, steps, dtype, seed):
     problem = make_problem(shapes, dtype, steps=steps, seed=seed)
     params, states = run_fusedadam(problem, cfg, "cpu")
     reference = run_reference(problem, cfg)
-    assert_close_to_reference(tensors_of(params, states, cfg), reference_tensors(reference, cfg), dtype, None,
+    assert_close_to_reference(tensors_of(params, states, cfg), reference_tensors(reference, cfg), dtype,
                               operand_scales(problem, cfg))
