@@ -99,13 +99,16 @@ def main(argv=None) -> int:
         chosen = random.Random(seed).sample(chosen, min(args.sample, len(chosen)))
         print(f"a sample of {len(chosen)} of {len(CATALOG)} mutants, seed {seed} (--seed {seed} runs it again)",
               flush=True)
+    # The mutants of Python files first: a native mutant leaves its build installed until the final rebuild, and a
+    # Python mutant's tests must run against the unmutated module.
+    chosen.sort(key=_is_native)
     native_touched = False
     results = []
     for mutant in chosen:
         start = time.time()
         originals = apply(mutant)
         try:
-            if any(file.startswith("csrc/") for file, _, _ in mutant.edits):
+            if _is_native(mutant):
                 native_touched = True
                 built = build(MUTANT_ARCHS)
                 outcome = (("error", "does not compile: a mutant must build to test anything; fix the catalog entry")
@@ -132,6 +135,10 @@ def main(argv=None) -> int:
         RESULT_FILE.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "results": results},
                                           indent=2) + "\n")
     return 0 if killed + equivalent == len(results) else 1
+
+
+def _is_native(mutant: Mutant) -> bool:
+    return any(file.startswith("csrc/") for file, _, _ in mutant.edits)
 
 
 def _commit() -> str:
