@@ -4,9 +4,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from fusedadam.__main__ import main
+from fusedadam.bench import run as bench_run
 from fusedadam.bench.presets import PRESETS, get
+from fusedadam.bench.report import format_table
+from fusedadam.bench.run import CEILING, Row, distrust
 
 
 def test_info_lists_what_was_compiled(capsys):
@@ -114,3 +118,40 @@ def test_presets_have_the_published_sizes():
     assert get("resnet50").numel == 25_557_032 and len(get("resnet50").shapes) == 161
     assert get("flat-50m").numel == 50_000_000 and get("flat-2k").numel == 2_000
     assert set(PRESETS) >= {"flat-50m", "gpt2-124m", "llama-1b", "resnet50", "many-small-5000x1000"}
+
+
+def _row(impl, fraction, p20, ms, p80):
+    return Row(impl=impl, preset="flat-10k", dtype="float32", ms=ms, p20_ms=p20, p80_ms=p80, gbps=1.0,
+               fraction_of_ceiling=fraction, ceiling_gbps=1.0, vs_torch_fused=None, numel=10_000, tensors=1,
+               bytes_per_param=28)
+
+
+def test_distrust_names_a_step_faster_than_the_ceiling_and_a_wide_spread():
+    trusted = [_row(CEILING, 1.0, 0.95, 1.0, 1.05), _row("torch-fused", 1.04, 0.95, 1.0, 1.09),
+               _row("torch-forloop", 0.3, 1.0, 3.0, 9.0)]  # allocating peers are not judged
+    assert distrust(trusted) == []
+    reasons = distrust(trusted + [_row("fusedadam-cpu", 1.22, 0.95, 1.0, 1.05), _row("torch-foreach", 2.0, 1, 1, 1),
+                                  _row("torch-fused", 0.9, 0.9, 1.0, 1.2)])
+    assert reasons == ["fusedadam-cpu at 122% of the ceiling", "torch-fused's p20..p80 spread 30% of its median"]
+
+
+@pytest.mark.parametrize("noisy_measurements", [1, 3])
+def test_a_noisy_preset_is_measured_again_and_then_reported(monkeypatch, noisy_measurements):
+    """Distrusted numbers make the preset measure more rounds (the allocating peers are not re-run); numbers still
+    distrusted after the last measurement are marked, and the table says so."""
+    verdicts = iter([["torch-fused at 130% of the ceiling"]] * noisy_measurements + [[]])
+    monkeypatch.setattr(bench_run, "distrust", lambda rows: next(verdicts))
+    log, rounds = [], []
+    report = bench_run.run(["flat-10k"], ["torch-forloop", "torch-fused", "fusedadam-cpu"], [torch.float32],
+                           torch.device("cpu"), repeats=2, warmup=1, log=log.append, on_round=lambda: rounds.append(1))
+    measured = min(noisy_measurements + 1, bench_run.MEASUREMENTS)
+    assert len(rounds) == 2 * (1 + measured)  # the for-loop phase once, the others once per measurement
+    again = [line for line in log if "measuring 2 more rounds" in line]
+    assert len(again) == measured - 1
+    noise = {r["noise"] for r in report["results"]}
+    if noisy_measurements < bench_run.MEASUREMENTS:
+        assert noise == {None} and "NOT TRUSTWORTHY" not in format_table(report)
+    else:
+        assert noise == {"torch-fused at 130% of the ceiling"}
+        assert any("too noisy" in line for line in log)
+        assert "NOT TRUSTWORTHY, the machine was too noisy: flat-10k float32" in format_table(report)

@@ -13,6 +13,13 @@ def _cells(row: dict) -> tuple[str, ...]:
             f"{row['gbps']:.1f}", f"{row['fraction_of_ceiling']:.1%}", vs)
 
 
+def noise_lines(report: dict) -> list[str]:
+    """One line per preset whose numbers the run could not trust (bench.run.distrust), after every measurement."""
+    noisy = {(r["preset"], r["dtype"]): r["noise"] for r in report["results"] if r.get("noise")}
+    return [f"NOT TRUSTWORTHY, the machine was too noisy: {preset} {dtype}: {why}"
+            for (preset, dtype), why in noisy.items()]
+
+
 def format_table(report: dict) -> str:
     """Plain text, for logs and files."""
     rows = [COLUMNS] + [_cells(r) for r in report["results"]]
@@ -22,7 +29,7 @@ def format_table(report: dict) -> str:
         lines.append("  ".join(c.ljust(w) if i < _LEFT else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
         if index == 0:
             lines.append("-" * len(lines[-1]))
-    return "\n".join(lines)
+    return "\n".join(lines + noise_lines(report))
 
 
 def print_table(report: dict) -> None:
@@ -42,7 +49,10 @@ def print_table(report: dict) -> None:
         previous = (row["preset"], row["dtype"])
         style = "bold" if row["impl"].startswith("fusedadam") else ("dim" if row["impl"].startswith("ceiling") else None)
         table.add_row(*_cells(row), style=style)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for line in noise_lines(report):
+        console.print(line, style="bold red")
 
 
 def plot(report: dict, path: str) -> None:

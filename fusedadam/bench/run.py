@@ -21,6 +21,13 @@ from .presets import get as get_preset, largest_flat
 CEILING = "ceiling (4R+3W probe)"
 MEMORY_FRACTION = 0.8  # of the free memory a preset may take
 ALLOCATING = ("torch-forloop", "torch-foreach")
+# Numbers not to trust: a step faster than the probe measured in the same rounds (no step moves its bytes faster
+# than the probe does: the probe was slowed by something else), or samples whose middle 60% spread over 15% of
+# their median. Either makes a preset measure again, its samples pooled, up to MEASUREMENTS times in all; then the
+# report says the machine was too noisy.
+ABOVE_CEILING = 1.05
+SPREAD = 0.15
+MEASUREMENTS = 3
 
 
 @dataclass
@@ -38,6 +45,7 @@ class Row:
     numel: int
     tensors: int
     bytes_per_param: int
+    noise: str | None = None  # why this preset's numbers are not to be trusted (distrust), after every measurement
 
 
 class Timer:
@@ -127,30 +135,59 @@ def bench_preset(preset, impl_names, dtype, device, repeats, warmup, log, amsgra
     # MB of temporaries per step; interleaved with the others they slowed the next implementation by up to
     # 20% (bench/NOTES.md), so they take their turns in a phase of their own.
     phases = [[n for n in runners if n in ALLOCATING], [n for n in runners if n not in ALLOCATING]]
-    for phase in phases:
-        for _ in range(repeats):
-            for name in phase:
-                runners[name]()
-                samples[name].append(timer.time_ms(runners[name]))
-            on_round()
+    for measurement in range(1, MEASUREMENTS + 1):
+        # Measuring again, the allocating peers (context, not the subject; noisy by nature) are not re-run.
+        for phase in phases if measurement == 1 else phases[1:]:
+            for _ in range(repeats):
+                for name in phase:
+                    runners[name]()
+                    samples[name].append(timer.time_ms(runners[name]))
+                on_round()
+        rows = _rows(samples, probe.bytes_moved, preset, dtype, amsgrad)
+        reasons = distrust(rows)
+        if not reasons:
+            break
+        if measurement < MEASUREMENTS:
+            log(f"{preset.name}: {'; '.join(reasons)}: measuring {repeats} more rounds")
+        else:
+            log(f"{preset.name}: the machine was too noisy for these numbers ({'; '.join(reasons)})")
+            for row in rows:
+                row.noise = "; ".join(reasons)
+    del runners, probe, grads
+    gc.collect()
+    return rows
+
+
+def _rows(samples: dict, probe_bytes: int, preset, dtype, amsgrad) -> list[Row]:
     ceiling_ms = statistics.median(samples[CEILING])
-    ceiling_gbps = probe.bytes_moved / ceiling_ms / 1e6
+    ceiling_gbps = probe_bytes / ceiling_ms / 1e6
     baseline_ms = statistics.median(samples[BASELINE]) if BASELINE in samples else None
     rows = []
     for name, values in samples.items():
         ms = statistics.median(values)
         # The probe's row is labelled with torch's bytes (it moves as many bytes as the preset's arrays).
         moved_per_param = IMPLEMENTATIONS[BASELINE if name == CEILING else name].bytes_moved(dtype, amsgrad)
-        moved = probe.bytes_moved if name == CEILING else moved_per_param * preset.numel
+        moved = probe_bytes if name == CEILING else moved_per_param * preset.numel
         gbps = moved / ms / 1e6
         rows.append(Row(impl=name, preset=preset.name, dtype=str(dtype).replace("torch.", ""), ms=ms,
                         p20_ms=_percentile(values, 0.2), p80_ms=_percentile(values, 0.8), gbps=gbps,
                         fraction_of_ceiling=gbps / ceiling_gbps, ceiling_gbps=ceiling_gbps,
                         vs_torch_fused=(baseline_ms / ms) if baseline_ms and name != CEILING else None,
                         numel=preset.numel, tensors=len(preset.shapes), bytes_per_param=moved_per_param))
-    del runners, probe, grads
-    gc.collect()
     return rows
+
+
+def distrust(rows: list[Row]) -> list[str]:
+    """Why one preset's measured rows are not to be trusted (ABOVE_CEILING, SPREAD); empty when they are. torch's
+    for-loop and foreach steps, which allocate their temporaries, are not judged."""
+    reasons = []
+    for row in (r for r in rows if r.impl not in ALLOCATING):
+        if row.fraction_of_ceiling > ABOVE_CEILING and row.impl != CEILING:
+            reasons.append(f"{row.impl} at {row.fraction_of_ceiling:.0%} of the ceiling")
+        spread = (row.p80_ms - row.p20_ms) / row.ms
+        if spread > SPREAD:
+            reasons.append(f"{row.impl}'s p20..p80 spread {spread:.0%} of its median")
+    return reasons
 
 
 def describe_device(device: torch.device) -> str:
