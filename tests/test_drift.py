@@ -24,7 +24,7 @@ from specs import backend_params, require
 bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
 
 STEPS = 60
-NUMEL = 20_000
+NUMEL = 8192
 
 # name -> (parameter dtype, options)
 STORAGE = {
@@ -95,7 +95,7 @@ def drift_statistics(ours, emulated, dtype, floor, start=None) -> dict:
 EXACT_SHARE_16_BIT = 0.99
 WORST_ULPS_16_BIT = 2.0
 # An fp32 value's own rounding errors (a few ulps of its operands a step) add up like a random walk, whose largest
-# excursion over 20,000 elements is about 4 standard deviations: 4 sqrt(steps) ulps. A slip of one ulp a step
+# excursion over 8192 elements is under 4 standard deviations: 4 sqrt(steps) ulps. A slip of one ulp a step
 # travels `steps` ulps.
 WORST_ULPS_FP32 = 4 * STEPS**0.5
 # Above this |z| the balance is a slip, not chance (chance: below 1e-6 per check).
