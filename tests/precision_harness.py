@@ -27,6 +27,17 @@ def emulated_state(p: torch.Tensor, state: dict, precision: Precision, amsgrad: 
                          compensation=f64(COMPENSATION_KEY), step=int(state["step"].item()))
 
 
+def fresh_emulated_state(start: torch.Tensor, param_dtype: torch.dtype, precision: Precision) -> EmulatedState:
+    """The emulation's starting point for a parameter starting at `start` that has no state yet: zero moments, the
+    master copy (if the mode keeps one) equal to the parameter, no compensation carried."""
+    start = start.detach().cpu().double()
+    zeros = torch.zeros_like(start)
+    return EmulatedState(param=start, param_dtype=param_dtype, state_dtype=precision.state_dtype,
+                         update=precision.update, exp_avg=zeros, exp_avg_sq=zeros.clone(),
+                         max_exp_avg_sq=zeros.clone(), master=start.clone() if precision.master else None,
+                         compensation=zeros.clone() if precision.compensation else None)
+
+
 def ulp(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The spacing of `dtype` at the magnitude of x (float64)."""
     info = torch.finfo(dtype)

@@ -18,7 +18,7 @@ import torch
 from fusedadam import FusedAdam
 from fusedadam.precision import COMPENSATION_KEY, MASTER_KEY, precision_of
 from fusedadam.reference import AdamConfig, EmulatedState, emulated_adam_step
-from precision_harness import ulp
+from precision_harness import fresh_emulated_state, ulp
 from specs import backend_params, require
 
 bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
@@ -113,11 +113,7 @@ def test_rounding_differences_do_not_accumulate(backend, storage, adam):
     p = start.clone().to(backend.device)
     optimizer = FusedAdam([p], backend=backend.name, rounding_seed=7, **adam.torch_kwargs(), **options)
     precision = precision_of(optimizer.param_groups[0], dtype)
-    zeros = torch.zeros(NUMEL, dtype=torch.float64)
-    emulated = EmulatedState(param=start.double(), param_dtype=dtype, state_dtype=precision.state_dtype,
-                             update=precision.update, exp_avg=zeros, exp_avg_sq=zeros.clone(),
-                             max_exp_avg_sq=zeros.clone(), master=start.double() if precision.master else None,
-                             compensation=zeros.clone() if precision.compensation else None)
+    emulated = fresh_emulated_state(start, dtype, precision)
     path_max = start.double().abs()
     for g in grads:
         p.grad = g.to(backend.device)

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from fusedadam import FusedAdam, FusedAdamW
-from fusedadam.precision import Precision, precision_of
+from fusedadam.precision import precision_of
 from fusedadam.reference import (AdamConfig, emulated_adam_step, round_to_bf16_stochastically, rounding_bits,
                                  rounding_key)
 from harness import make_problem
-from precision_harness import assert_stored_like, emulated_state, operand_magnitudes
+from precision_harness import (assert_stored_like, emulated_state, fresh_emulated_state,
+                               operand_magnitudes)
 from specs import backend_params, require
 
 bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
@@ -66,7 +67,7 @@ def test_each_mode_matches_its_float64_emulation(backend, mode, adam):
         optimizer.step()
         for salt, (p, g, before) in enumerate(zip(params, step_grads, befores)):
             if before is None:  # the first step: the state the optimizer created is the emulation's start
-                before = _initial_state(p, g, precision, problem.params[salt], adam)
+                before = fresh_emulated_state(problem.params[salt], dtype, precision)
             after = copy.deepcopy(before)
             emulated_adam_step(after, g.cpu(), adam, seed=2024, salt=salt)
             operands = operand_magnitudes(before, after, g, adam)
@@ -95,16 +96,6 @@ def test_each_mode_matches_its_float64_emulation(backend, mode, adam):
                 total = p.cpu().double() + compensation.cpu().double()
                 assert_stored_like(f"tensor {salt} param + compensation", total.to(bf16),
                                    (after.param + after.compensation).to(bf16).double(), bf16, operands["param"])
-
-
-def _initial_state(p, g, precision: Precision, initial_param, adam: AdamConfig):
-    from fusedadam.reference import EmulatedState
-    zeros = torch.zeros(p.shape, dtype=torch.float64)
-    start = initial_param.detach().cpu().double()
-    return EmulatedState(param=start, param_dtype=p.dtype, state_dtype=precision.state_dtype,
-                         update=precision.update, exp_avg=zeros, exp_avg_sq=zeros.clone(),
-                         max_exp_avg_sq=zeros.clone(), master=start.clone() if precision.master else None,
-                         compensation=zeros.clone() if precision.compensation else None)
 
 
 # With beta1 = beta2 = 0 and eps = 0, one step moves every parameter by exactly lr * sign(grad): a power-of-two
