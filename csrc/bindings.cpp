@@ -436,6 +436,7 @@ PYBIND11_MODULE(_C, m) {
 
   m.def("cpu_selected_isa", &cpu::selected_isa);
   m.def("cpu_compiled_isas", &cpu::compiled_isas);
+  m.def("cpu_runnable_isas", &cpu::runnable_isas);
 
 #ifdef FUSEDADAM_WITH_CUDA
   m.attr("has_cuda") = true;

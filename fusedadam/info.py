@@ -19,7 +19,11 @@ def collect() -> dict:
     else:
         info["native module"] = native.__file__
         info["cpu ISA variants compiled"] = native.cpu_compiled_isas()
-        info["cpu ISA selected here"] = native.cpu_selected_isa()
+        try:
+            info["cpu ISA selected here"] = native.cpu_selected_isa()
+        except ValueError as error:  # FUSEDADAM_CPU_ISA names a variant this CPU cannot run
+            info["cpu ISA selected here"] = f"none: {error}"
+        info["cpu ISA runnable here"] = ", ".join(native.cpu_runnable_isas())
         if native.has_cuda:
             info["cuda archs compiled"] = native.cuda_compiled_archs()
             info["cuda kernels run on"] = coverage(native.cuda_compiled_archs().split())

@@ -20,6 +20,9 @@ class Mutant:
     # Why no test can tell this mutant from the original (the compiler already does what the edit removes): a
     # survivor with a reason is reported as equivalent. If it is ever killed, the reason has stopped holding.
     equivalent: str = ""
+    # The CPU kernel variant (csrc/cpu/cpu_isa.h) the edited code runs in: on a CPU that cannot run it, no test could
+    # kill the mutant, so it is left out (reported "not-here") rather than counted.
+    cpu_isa: str = ""
 
     @property
     def edits(self) -> tuple[tuple[str, str, str], ...]:
@@ -143,9 +146,24 @@ CATALOG = [
            ("tests/test_reference.py",)),
     # ------------------------------------------------------------------------------------------------ CPU kernel
     Mutant("cpu-stochastic-bits-by-slice", "cpu", "csrc/cpu/adam_span.h",
-           "rounding_bits(rounding_key, begin + i)", "rounding_bits(rounding_key, i)",
+           "count, c, rounding_key, begin + offset);", "count, c, rounding_key, offset);",
            "stochastic rounding's bits indexed by the element's place in a thread's slice, not in its tensor",
-           ("tests/test_thread_independence.py",), "stochastic"),
+           ("tests/test_thread_independence.py",), "stochastic",
+           also=(("csrc/cpu/adam_span.h", "n, c, rounding_key, begin);", "n, c, rounding_key, 0);"),)),
+    Mutant("cpu-block-moment-tail-not-stored", "cpu", "csrc/cpu/adam_span.h",
+           "      m.store(offset, count);", "      m.store(offset, count & ~int64_t{15});",
+           "a block's 16-bit exp_avg is rounded back only up to its last whole vector: the rest keeps last step's value",
+           ("tests/test_correctness.py", "tests/test_precision_modes.py"), "cpu-cpu and (bf16 or fp16) and adam"),
+    Mutant("cpu-bf16-narrow-flushes-subnormals", "cpu", "csrc/cpu/block_cast.h",
+           "if (__builtin_expect((low_subnormal | high_subnormal) != 0, 0)) {", "if (false) {",
+           "bf16 rounded by vcvtne2ps2bf16 alone, which reads fp32 subnormals as zero: results below 2^-126 are "
+           "flushed where torch keeps them as bf16 subnormals",
+           ("tests/test_storage_rounding.py",), "cpu-cpu", cpu_isa="avx512-bf16"),
+    Mutant("cpu-fp16-narrow-truncates", "cpu", "csrc/cpu/block_cast.h",
+           "_mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT", 
+           "_mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_ZERO",
+           "fp16 rounded toward zero by the AVX-512 conversion: every inexact result one ulp low half the time",
+           ("tests/test_storage_rounding.py",), "cpu-cpu", cpu_isa="avx512-bf16"),
     Mutant("cpu-slice-boundary-unaligned", "cpu", "csrc/cpu/multi_tensor_cpu.h",
            "const int64_t stop = std::min(tensor_end, slice_end);",
            "const int64_t stop = std::min(tensor_end, slice_end - (slice_end < total));",

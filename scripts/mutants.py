@@ -94,6 +94,13 @@ def main(argv=None) -> int:
     unknown = set(args.ids) - {m.id for m in CATALOG}
     if unknown:
         raise SystemExit(f"unknown mutant ids: {', '.join(sorted(unknown))} (see --list)")
+    runnable = _runnable_cpu_isas()
+    not_here = [m for m in chosen if m.cpu_isa and m.cpu_isa not in runnable]
+    chosen = [m for m in chosen if m not in not_here]
+    skipped = [{"id": m.id, "area": m.area, "status": "not-here", "seconds": 0,
+                "detail": f"this CPU cannot run the {m.cpu_isa} kernel it edits"} for m in not_here]
+    for r in skipped:
+        print(f"{r['status']:<9} {r['id']:<34}       {r['detail']}", flush=True)
     if args.sample:
         seed = args.seed if args.seed is not None else int(time.strftime("%Y%m%d"))
         chosen = random.Random(seed).sample(chosen, min(args.sample, len(chosen)))
@@ -130,11 +137,19 @@ def main(argv=None) -> int:
             return 1
     killed = sum(r["status"] == "killed" for r in results)
     equivalent = sum(r["status"] == "equivalent" for r in results)
-    print(f"\n{killed} of {len(results)} mutants killed" + (f", {equivalent} equivalent" if equivalent else ""))
+    print(f"\n{killed} of {len(results)} mutants killed" + (f", {equivalent} equivalent" if equivalent else "")
+          + (f"; {len(skipped)} not runnable on this CPU" if skipped else ""))
     if args.record:
-        RESULT_FILE.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "commit": _commit(), "results": results},
-                                          indent=2) + "\n")
+        RESULT_FILE.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "commit": _commit(),
+                                           "results": results + skipped}, indent=2) + "\n")
     return 0 if killed + equivalent == len(results) else 1
+
+
+def _runnable_cpu_isas() -> list[str]:
+    """The CPU kernel variants this machine runs, asked of the installed module (built from the unmutated sources)."""
+    done = subprocess.run([sys.executable, "-c", "import fusedadam._C as C; print(' '.join(C.cpu_runnable_isas()))"],
+                          cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.split() if done.returncode == 0 else []
 
 
 def _is_native(mutant: Mutant) -> bool:

@@ -8,6 +8,16 @@ import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def _cpu_isa(request, monkeypatch):
+    """A test parametrized with a BackendSpec naming a CPU ISA variant steps with that variant (read at every step)."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    isa = getattr(params.get("backend"), "cpu_isa", None)
+    if isa is not None:
+        monkeypatch.setenv("FUSEDADAM_CPU_ISA", isa)
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _seeded():
     """Every test draws fresh random data from its own seed: reproducible, never zeros."""
     torch.manual_seed(1234)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from fusedadam._native import try_native
 from fusedadam.backends import BACKENDS as REGISTRY
 from fusedadam.backends.triton_backend import TRITON_DTYPES
 from fusedadam.reference import AdamConfig
@@ -26,6 +27,8 @@ class BackendSpec:
     # The Triton interpreter costs ~3 ms per chunk whatever its size, so a shape class of thousands of tensors
     # is cut to its first `max_tensors` there: still several launches' worth for torch's fused kernel (36).
     max_tensors: int | None = None
+    # The CPU kernel's ISA variant (FUSEDADAM_CPU_ISA, set for the test by conftest.py); None: the one picked here.
+    cpu_isa: str | None = None
 
     def fit(self, shapes: list) -> list:
         return shapes if self.max_tensors is None else shapes[:self.max_tensors]
@@ -37,7 +40,7 @@ class BackendSpec:
 
     @property
     def id(self) -> str:
-        return f"{self.name}-{self.device}"
+        return f"{self.name}-{self.device}" + (f"-isa-{self.cpu_isa}" if self.cpu_isa else "")
 
 
 BACKEND_SPECS = [
@@ -56,8 +59,17 @@ def _marks(spec: BackendSpec):
     return [pytest.mark.gpu] if spec.device == "cuda" else []
 
 
-def backend_params():
-    return [pytest.param(s, id=s.id, marks=_marks(s)) for s in BACKEND_SPECS]
+def _other_cpu_isas() -> list[str]:
+    """The CPU kernel's ISA variants this CPU runs besides the one it picks (csrc/cpu/cpu_isa.h)."""
+    native = try_native()
+    return [] if native is None else list(native.cpu_runnable_isas())[1:]
+
+
+def backend_params(cpu_isas: bool = False):
+    """Every backend; with cpu_isas, the CPU kernel again under each other ISA variant this CPU runs (the tests of
+    exact rounding, where each variant's own conversions must hold)."""
+    specs = BACKEND_SPECS + ([BackendSpec("cpu", "cpu", cpu_isa=isa) for isa in _other_cpu_isas()] if cpu_isas else [])
+    return [pytest.param(s, id=s.id, marks=_marks(s)) for s in specs]
 
 
 def backend_dtype_params(dtypes: dict[str, torch.dtype]):

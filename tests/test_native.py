@@ -32,11 +32,36 @@ def test_native_module_imports_without_torch():
            "assert 'torch' not in sys.modules; print(m.cpu_selected_isa())"
     out = subprocess.run([sys.executable, "-c", code, C.__file__], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() in ("x86-64-v4", "x86-64-v3", "default")
+    assert out.stdout.strip() in ("avx512-bf16", "x86-64-v3", "default")
 
 
-def test_cpu_isa_is_reported():
-    assert C.cpu_selected_isa() in C.cpu_compiled_isas() or C.cpu_selected_isa() == "default"
+def test_cpu_isa_picked_is_the_best_this_cpu_runs():
+    runnable = C.cpu_runnable_isas()
+    assert runnable[-1] == "default"  # every CPU runs the build's own target
+    assert C.cpu_selected_isa() == runnable[0]
+    for name in runnable:
+        assert name in C.cpu_compiled_isas()
+
+
+def test_cpu_isa_can_be_forced_to_any_variant_this_cpu_runs(monkeypatch):
+    for name in C.cpu_runnable_isas():
+        monkeypatch.setenv("FUSEDADAM_CPU_ISA", name)
+        assert C.cpu_selected_isa() == name
+
+
+@pytest.mark.parametrize("name", ["avx9000", "AVX512-BF16", " default"])
+def test_an_unknown_cpu_isa_is_refused_before_the_step_moves_anything(monkeypatch, name):
+    p = torch.ones(10, requires_grad=True)
+    p.grad = torch.ones(10)
+    optimizer = FusedAdam([p], backend="cpu")
+    optimizer.step()
+    before = p.detach().clone(), {k: v.clone() for k, v in optimizer.state[p].items()}
+    monkeypatch.setenv("FUSEDADAM_CPU_ISA", name)
+    with pytest.raises(ValueError, match="FUSEDADAM_CPU_ISA=.*unset it, or name one of: .*default"):
+        optimizer.step()
+    assert torch.equal(p.detach(), before[0])
+    for key, value in before[1].items():
+        assert torch.equal(optimizer.state[p][key], value), key
 
 
 @pytest.mark.skipif(not C.has_cuda, reason="built without CUDA (FUSEDADAM_NO_CUDA=1 or no nvcc)")

@@ -1,11 +1,13 @@
 """The CPU kernel splits every step's elements into one equal slice per thread, wherever tensor boundaries fall: the
-split must not change a single bit, in any mode or storage (the F16C fp16 path, stochastic rounding's per-element
-random bits and Kahan's compensation included). 1, 2 and 3 threads cut the same tensors at different places."""
+split must not change a single bit, in any mode or storage (stochastic rounding's per-element random bits and Kahan's
+compensation included). 1, 2 and 3 threads cut the same tensors at different places. Nor may the ISA variant the
+kernel runs as (csrc/cpu/cpu_isa.h): each converts 16-bit storage with its own instructions, in blocks whose edges
+fall elsewhere in every tensor."""
 import pytest
 import torch
 
 from fusedadam import FusedAdam
-from specs import MODES
+from specs import MODES, _other_cpu_isas
 
 SHAPES = [(100_003,), (5,), (70_001,), (33, 17)]
 STORAGE = {
@@ -21,7 +23,7 @@ STORAGE = {
 }
 
 
-def _steps(dtype, options, cfg, threads):
+def _steps(dtype, options, cfg, threads=1):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -48,3 +50,19 @@ def test_thread_count_does_not_change_a_bit(storage, mode):
             assert set(state) == set(expected)
             for key, value in expected.items():
                 assert torch.equal(state[key], value), f"state[{key!r}] of parameter {i} at {threads} threads"
+
+
+@pytest.mark.parametrize("mode", ["adamw-amsgrad-maximize", "adam-l2"])
+@pytest.mark.parametrize("storage", STORAGE)
+def test_every_isa_variant_gives_the_same_bits(storage, mode, monkeypatch):
+    isas = _other_cpu_isas()
+    if not isas:
+        pytest.skip("this CPU runs one variant of the CPU kernel only")
+    dtype, options = STORAGE[storage]
+    picked = _steps(dtype, options, MODES[mode])
+    for isa in isas:
+        monkeypatch.setenv("FUSEDADAM_CPU_ISA", isa)
+        for i, ((p, state), (q, expected)) in enumerate(zip(_steps(dtype, options, MODES[mode]), picked)):
+            assert torch.equal(p, q), f"parameter {i} under {isa}"
+            for key, value in expected.items():
+                assert torch.equal(state[key], value), f"state[{key!r}] of parameter {i} under {isa}"

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "../float_bits.h"
+#include "../tensor_table.h"  // DType
 
 namespace fusedadam::cpu {
 
@@ -20,6 +21,12 @@ struct BFloat16 {
 struct Float16 {
   uint16_t bits;
 };
+
+template <DType kDType> struct StorageOf;
+template <> struct StorageOf<DType::kFloat32> { using type = float; };
+template <> struct StorageOf<DType::kFloat64> { using type = double; };
+template <> struct StorageOf<DType::kFloat16> { using type = Float16; };
+template <> struct StorageOf<DType::kBFloat16> { using type = BFloat16; };
 
 template <typename Storage>
 struct OpmathOf {
