@@ -36,38 +36,6 @@ namespace fusedadam::cpu::FUSEDADAM_CPU_ISA {
 
 #include "block_cast.h"
 
-// Elements per block: up to seven fp32 scratch arrays of 2 KB stay in L1 beside the streamed lines.
-constexpr int64_t kBlock = 512;
-
-// One array of a span seen in Opmath, a block at a time: the array itself where it is stored in Opmath, else the
-// block widened into scratch, and narrowed back by store().
-template <typename Storage, typename Opmath>
-struct Staged {
-  static constexpr bool kInPlace = std::is_same_v<Storage, Opmath>;
-  Storage* base;
-  alignas(64) Opmath scratch[kInPlace ? 1 : kBlock];
-
-  Opmath* load(int64_t offset, int64_t n) {
-    if constexpr (kInPlace) {
-      return base + offset;
-    } else {
-      widen(base + offset, scratch, n);
-      return scratch;
-    }
-  }
-  void store(int64_t offset, int64_t n) {
-    if constexpr (!kInPlace) narrow(scratch, base + offset, n);
-  }
-  // Asks for the lines of a later block into L2: a block's passes each stream one array for a few lines only, too
-  // short for the hardware prefetchers to run ahead, and without it memory and math take turns (bench/NOTES.md).
-  void prefetch(int64_t offset, int64_t n) const {
-    if (base == nullptr) return;
-    const char* first = reinterpret_cast<const char*>(base + offset);
-    const char* last = reinterpret_cast<const char*>(base + offset + n);
-    for (const char* line = first; line < last; line += 64) __builtin_prefetch(line, 0, 2);
-  }
-};
-
 // Adam's math on n elements, then the value the parameter keeps (param_update.h). Each array is either the tensor's
 // own storage, loaded and rounded element by element inside the loop, or a block already widened to Opmath (where
 // load() and store() are plain copies). Element i is element `first_index + i` of its tensor (stochastic rounding).
@@ -103,11 +71,16 @@ inline __attribute__((always_inline)) void update_elements(Param* __restrict par
   }
 }
 
-// One span [begin, end) of one tensor. Where the parameter and its moments are all 16-bit (and no fp32 master copy
-// leads), the span is stepped in blocks that fit in L1: each array widened into fp32 scratch, updated, rounded back
-// (block_cast.h), the conversions in the widest instructions the variant has. Everything else loads and rounds
-// inside the one loop: with fp32 arrays streaming beside them, blocks measured slower than the plain loop
-// (bench/NOTES.md).
+// Runs the last n % 32 elements of a grouped span: a scalar loop, since vectorizing fewer than 32 elements through
+// the portable conversions gains nothing and took a third of the build's compile time.
+template <typename Fn>
+__attribute__((noinline, optimize("no-tree-vectorize"))) void fewer_than_a_group(const Fn& fn) {
+  fn();
+}
+
+// One span [begin, end) of one tensor. With any 16-bit array, whole groups of 32 go through fp32 scratch with the
+// variant's own conversions (block_cast.h), and the last n % 32 elements through the loop that converts element by
+// element; fp32 and fp64 storage is that loop alone.
 template <typename Precision, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
 void adam_span(const TensorSlot& t, int64_t begin, int64_t end,
                const AdamCoefficients<opmath_t<typename StorageOf<Precision::param>::type>>& c,
@@ -127,37 +100,39 @@ void adam_span(const TensorSlot& t, int64_t begin, int64_t end,
   BFloat16* const compensation = kKahan ? static_cast<BFloat16*>(t.compensation) + begin : nullptr;
   const int64_t n = end - begin;
 
-  constexpr bool kBlocks = !kMaster && !std::is_same_v<Param, Opmath> && !std::is_same_v<State, Opmath>;
-  if constexpr (!kBlocks) {
-    update_elements<kUpdate, kWeightDecay, kAmsgrad, kMaximize, Opmath>(
-        param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master, compensation, n, c, rounding_key, begin);
-  } else {
-    Staged<Param, float> p{param}, g{const_cast<Param*>(grad)};  // the gradient is never stored
-    Staged<State, float> m{exp_avg}, v{exp_avg_sq}, vmax{max_exp_avg_sq};
-    Staged<BFloat16, float> carried{compensation};
-    for (int64_t offset = 0; offset < n; offset += kBlock) {
-      const int64_t count = std::min(kBlock, n - offset);
-      const int64_t later = offset + 2 * kBlock;  // two blocks ahead: measured no worse than four
-      if (later < n) {
-        const int64_t ahead = std::min(kBlock, n - later);
-        p.prefetch(later, ahead);
-        g.prefetch(later, ahead);
-        m.prefetch(later, ahead);
-        v.prefetch(later, ahead);
-        vmax.prefetch(later, ahead);
-        carried.prefetch(later, ahead);
-      }
-      float* const block_vmax = kAmsgrad ? vmax.load(offset, count) : nullptr;
-      float* const block_carried = kKahan ? carried.load(offset, count) : nullptr;
+  constexpr bool kGrouped =
+      std::is_same_v<Opmath, float> && !(std::is_same_v<Param, float> && std::is_same_v<State, float>);
+  int64_t grouped = 0;
+  if constexpr (kGrouped) {
+    grouped = n / kGroup * kGroup;
+    for (int64_t at = 0; at < grouped; at += kGroup) {
+      alignas(64) float p[kGroup], g[kGroup], m[kGroup], v[kGroup], vmax[kGroup], carried[kGroup];
+      // With master weights the fp32 copy is read and updated in place; the parameter is only written.
+      float* const group_param = kMaster ? p : group_of(param + at, p);
+      float* const group_vmax = kAmsgrad ? group_of(max_exp_avg_sq + at, vmax) : nullptr;
+      float* const group_carried = kKahan ? group_of(compensation + at, carried) : nullptr;
+      float* const group_m = group_of(exp_avg + at, m);
+      float* const group_v = group_of(exp_avg_sq + at, v);
       update_elements<kUpdate, kWeightDecay, kAmsgrad, kMaximize, float>(
-          p.load(offset, count), g.load(offset, count), m.load(offset, count), v.load(offset, count), block_vmax,
-          nullptr, block_carried, count, c, rounding_key, begin + offset);
-      p.store(offset, count);
-      m.store(offset, count);
-      v.store(offset, count);
-      if constexpr (kAmsgrad) vmax.store(offset, count);
-      if constexpr (kKahan) carried.store(offset, count);
+          group_param, group_of(const_cast<Param*>(grad) + at, g), group_m, group_v, group_vmax,
+          kMaster ? master + at : nullptr, group_carried, kGroup, c, rounding_key, begin + at);
+      store_group(group_param, param + at);
+      store_group(group_m, exp_avg + at);
+      store_group(group_v, exp_avg_sq + at);
+      if constexpr (kAmsgrad) store_group(group_vmax, max_exp_avg_sq + at);
+      if constexpr (kKahan) store_group(group_carried, compensation + at);
     }
+  }
+  auto rest = [&] {
+    update_elements<kUpdate, kWeightDecay, kAmsgrad, kMaximize, Opmath>(
+        param + grouped, grad + grouped, exp_avg + grouped, exp_avg_sq + grouped,
+        kAmsgrad ? max_exp_avg_sq + grouped : nullptr, kMaster ? master + grouped : nullptr,
+        kKahan ? compensation + grouped : nullptr, n - grouped, c, rounding_key, begin + grouped);
+  };
+  if constexpr (kGrouped) {
+    fewer_than_a_group(rest);
+  } else {
+    rest();
   }
 }
 
