@@ -5,7 +5,6 @@
 // and includes this file. Every header is included above the pragma, so only what this file defines is compiled for
 // the variant: an inline function of the standard library or of a shared header compiled here with AVX-512 could
 // otherwise be the one copy the linker keeps for every caller, on every CPU.
-//
 #pragma once
 
 #ifndef FUSEDADAM_CPU_F16C
@@ -34,7 +33,7 @@ FUSEDADAM_CPU_TARGET
 
 namespace fusedadam::cpu::FUSEDADAM_CPU_ISA {
 
-#include "block_cast.h"
+#include "group_cast.h"
 
 // Adam's math on n elements, then the value the parameter keeps (param_update.h). Each array is either the tensor's
 // own storage, loaded and rounded element by element inside the loop, or a block already widened to Opmath (where
@@ -79,7 +78,7 @@ __attribute__((noinline, optimize("no-tree-vectorize"))) void fewer_than_a_group
 }
 
 // One span [begin, end) of one tensor. With any 16-bit array, whole groups of 32 go through fp32 scratch with the
-// variant's own conversions (block_cast.h), and the last n % 32 elements through the loop that converts element by
+// variant's own conversions (group_cast.h), and the last n % 32 elements through the loop that converts element by
 // element; fp32 and fp64 storage is that loop alone.
 template <typename Precision, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
 void adam_span(const TensorSlot& t, int64_t begin, int64_t end,
