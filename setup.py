@@ -67,6 +67,23 @@ def cuda_arch_list(nvcc):
     return archs
 
 
+def included_files(source: Path) -> list[Path]:
+    """The source and every file it includes with #include "...", transitively (found beside the including file or
+    in csrc/, as nvcc's -I does): what a CUDA object is cached by. A CPU kernel edit then rebuilds no CUDA object."""
+    found, pending = {source.resolve()}, [source.resolve()]
+    while pending:
+        including = pending.pop()
+        for name in re.findall(r'^\s*#\s*include\s*"([^"]+)"', including.read_text(), re.MULTILINE):
+            for path in (including.parent / name, CSRC / name):
+                if path.is_file():
+                    path = path.resolve()
+                    if path not in found:
+                        found.add(path)
+                        pending.append(path)
+                    break
+    return sorted(found)
+
+
 def _query(cmd) -> list[str]:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -122,9 +139,6 @@ class BuildExtWithCuda(build_ext):
             out_dir = ROOT / "build" / "cuda-objects"
             out_dir.mkdir(parents=True, exist_ok=True)
             sources = sorted((CSRC / "cuda").glob("*.cu"))
-            # Every header and CUDA source (a .cu file may include any header; C++ sources never reach nvcc).
-            csrc_digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(CSRC.rglob("*"))
-                                                  if p.suffix in (".h", ".cuh", ".cu")))
 
             def compile_one(source):
                 # The host compiler contracts nothing, as for the CPU kernels: the kernel code nvcc also compiles for
@@ -134,7 +148,7 @@ class BuildExtWithCuda(build_ext):
                               for flag in ("-Xcompiler", f)]
                 cmd = [str(nvcc), "-std=c++17", "-O3", *host_flags, "-Xptxas", "-v", f"-I{CSRC}",
                        f'-DFUSEDADAM_CUDA_ARCH_LIST="{arch_names}"', *gencode, "-c", str(source)]
-                key = csrc_digest.copy()
+                key = hashlib.sha256(b"".join(p.read_bytes() for p in included_files(source)))
                 key.update(" ".join(cmd).encode())
                 obj = out_dir / f"{source.stem}-{key.hexdigest()[:16]}.o"
                 cmd += ["-o", str(obj)]
