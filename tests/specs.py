@@ -59,7 +59,7 @@ def _marks(spec: BackendSpec):
     return [pytest.mark.gpu] if spec.device == "cuda" else []
 
 
-def _other_cpu_isas() -> list[str]:
+def other_cpu_isas() -> list[str]:
     """The CPU kernel's ISA variants this CPU runs besides the one it picks (csrc/cpu/cpu_isa.h)."""
     native = try_native()
     return [] if native is None else list(native.cpu_runnable_isas())[1:]
@@ -68,7 +68,7 @@ def _other_cpu_isas() -> list[str]:
 def backend_params(cpu_isas: bool = False):
     """Every backend; with cpu_isas, the CPU kernel again under each other ISA variant this CPU runs (the tests of
     exact rounding, where each variant's own conversions must hold)."""
-    specs = BACKEND_SPECS + ([BackendSpec("cpu", "cpu", cpu_isa=isa) for isa in _other_cpu_isas()] if cpu_isas else [])
+    specs = BACKEND_SPECS + ([BackendSpec("cpu", "cpu", cpu_isa=isa) for isa in other_cpu_isas()] if cpu_isas else [])
     return [pytest.param(s, id=s.id, marks=_marks(s)) for s in specs]
 
 

@@ -36,7 +36,7 @@ namespace fusedadam::cpu::FUSEDADAM_CPU_ISA {
 #include "group_cast.h"
 
 // Adam's math on n elements, then the value the parameter keeps (param_update.h). Each array is either the tensor's
-// own storage, loaded and rounded element by element inside the loop, or a block already widened to Opmath (where
+// own storage, loaded and rounded element by element inside the loop, or a group of 32 already widened to Opmath (where
 // load() and store() are plain copies). Element i is element `first_index + i` of its tensor (stochastic rounding).
 template <ParamUpdate kUpdate, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize, typename Opmath,
           typename Param, typename State, typename Compensation>
