@@ -16,6 +16,7 @@
 #include "cpu/bandwidth_probe.h"
 #include "adam_modes.h"
 #include "launch_table_writer.h"
+#include "moment_quantization.h"
 #include "tensor_table.h"
 
 #ifdef FUSEDADAM_WITH_CUDA
@@ -130,6 +131,17 @@ struct PyTensorTable {
   // table again only then.
   uint64_t grad_version = 0;
 };
+
+// Calls f with exp_avg's map (signed) or exp_avg_sq's, after checking the element count.
+template <typename F>
+void with_moment_map(bool is_signed, int64_t numel, F&& f) {
+  if (numel < 0) throw std::invalid_argument("numel must be >= 0");
+  if (is_signed) {
+    f(quantization::SignedMap{});
+  } else {
+    f(quantization::UnsignedMap{});
+  }
+}
 
 void check_dtype_code(int dtype) {
   if (dtype < 0 || dtype > static_cast<int>(DType::kBFloat16)) throw std::invalid_argument("unknown dtype code");
@@ -433,6 +445,29 @@ PYBIND11_MODULE(_C, m) {
                              as_pointer<const uint32_t>(d), words, num_threads);
       },
       py::arg("a"), py::arg("b"), py::arg("c"), py::arg("d"), py::arg("words"), py::arg("num_threads"));
+
+  // The 8-bit maps of the moments (moment_quantization.h) on raw fp32 and uint8 buffers, for the tests that hold them
+  // to fusedadam/quantization.py code for code.
+  m.def(
+      "quantize_moments",
+      [](uintptr_t values, int64_t numel, bool is_signed, uintptr_t codes, uintptr_t absmax) {
+        with_moment_map(is_signed, numel, [&](auto map) {
+          quantization::quantize_span<decltype(map)>(as_pointer<const float>(values), numel, as_pointer<uint8_t>(codes),
+                                                     as_pointer<float>(absmax));
+        });
+      },
+      py::arg("values"), py::arg("numel"), py::arg("signed"), py::arg("codes"), py::arg("absmax"));
+  m.def(
+      "dequantize_moments",
+      [](uintptr_t codes, uintptr_t absmax, int64_t numel, bool is_signed, uintptr_t values) {
+        with_moment_map(is_signed, numel, [&](auto map) {
+          quantization::dequantize_span<decltype(map)>(as_pointer<const uint8_t>(codes),
+                                                       as_pointer<const float>(absmax), numel,
+                                                       as_pointer<float>(values));
+        });
+      },
+      py::arg("codes"), py::arg("absmax"), py::arg("numel"), py::arg("signed"), py::arg("values"));
+  m.def("quantization_block", []() { return quantization::kBlock; });
 
   m.def("cpu_selected_isa", &cpu::selected_isa);
   m.def("cpu_compiled_isas", &cpu::compiled_isas);

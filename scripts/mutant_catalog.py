@@ -251,5 +251,19 @@ CATALOG = [
            "    (void)param;",
            "p.data = ... between steps: the cached table keeps stepping the old storage",
            ("tests/test_between_steps.py", "tests/test_layout.py"), "same or replaced"),
+    # The 8-bit maps of the moments (issue 15): the Python module and the kernels' header, held to each other.
+    Mutant("quant-rounds-half-up", "quantization", "csrc/moment_quantization.h",
+           "(bits + ((1u << (kDrop - 1)) - 1) + ((bits >> kDrop) & 1u)) >> kDrop",
+           "(bits + (1u << (kDrop - 1))) >> kDrop",
+           "the native encoder rounds a tie up instead of to the even code",
+           ("tests/test_quantization.py",), "native"),
+    Mutant("quant-zero-block-scale", "quantization", "csrc/moment_quantization.h",
+           "return absmax == 0.0f ? 0.0f : Map::kTop / absmax;", "return Map::kTop / absmax;",
+           "an all-zero block is scaled by top / 0: 0 * inf makes every code the largest",
+           ("tests/test_quantization.py",), "native"),
+    Mutant("quant-py-sign-dropped", "quantization", "fusedadam/quantization.py",
+           "        magnitude = magnitude | torch.where(blocks < 0, 0x80, 0)", "        magnitude = magnitude",
+           "exp_avg's codes lose their sign",
+           ("tests/test_quantization.py",)),
 ]
 

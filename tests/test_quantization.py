@@ -4,10 +4,18 @@ to be checked code for code against this module."""
 import pytest
 import torch
 
+from fusedadam._native import try_native
 from fusedadam.quantization import (BLOCK, SIGNED, UNSIGNED, FloatMap, decode_magnitudes, dequantize,
                                     encode_magnitudes, num_blocks, quantize)
 
 MAPS = {"signed-e4m3": SIGNED, "unsigned-e5m3": UNSIGNED}
+
+
+def require_native():
+    native = try_native()
+    if native is None:
+        pytest.fail("the native module fusedadam._C is not built: build it (README, Building) to run this test")
+    return native
 
 
 def grid(fmap: FloatMap) -> torch.Tensor:
@@ -134,3 +142,49 @@ def test_bad_inputs_are_refused_with_what_was_given():
         dequantize(codes.to(torch.int32), absmax, SIGNED)
     with pytest.raises(ValueError, match="one byte"):
         FloatMap(exponent_bits=4, mantissa_bits=4, signed=True)
+
+
+def native_round_trip(x: torch.Tensor, fmap: FloatMap) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """csrc/moment_quantization.h on x: (codes, absmax, decoded)."""
+    native = require_native()
+    codes = torch.empty(x.shape, dtype=torch.uint8)
+    absmax = torch.empty(num_blocks(x.numel()), dtype=torch.float32)
+    decoded = torch.empty_like(x)
+    native.quantize_moments(x.data_ptr(), x.numel(), fmap.signed, codes.data_ptr(), absmax.data_ptr())
+    native.dequantize_moments(codes.data_ptr(), absmax.data_ptr(), x.numel(), fmap.signed, decoded.data_ptr())
+    return codes, absmax, decoded
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+def whole_blocks(*pieces: torch.Tensor) -> torch.Tensor:
+    """The pieces one after the other, each starting a block (zero-padded to whole blocks)."""
+    return torch.cat([torch.cat([p, p.new_zeros(num_blocks(p.numel()) * BLOCK - p.numel())]) for p in pieces])
+
+
+@pytest.mark.parametrize("fmap", MAPS.values(), ids=MAPS.keys())
+def test_the_native_map_writes_the_same_codes_and_reads_the_same_values(fmap):
+    """The kernels' header and this module, code for code and bit for bit: every tie of the grid (in blocks whose
+    absmax is the map's top, so that they stay ties), magnitudes over twelve decades, an all-zero block, blocks
+    holding a NaN and an inf, and a short last block."""
+    assert require_native().quantization_block() == BLOCK
+    gen = torch.Generator().manual_seed(1)
+    values = grid(fmap)
+    ties = ((values[1:] + values[:-1]) / 2).float()
+    top = torch.tensor([fmap.top])
+    tie_blocks = [torch.cat([top, chunk]) for chunk in ties.split(BLOCK - 1)]
+    spread = torch.randn(40 * BLOCK, generator=gen) * 10.0 ** (-12 * torch.rand(40 * BLOCK, generator=gen))
+    with_nan, with_inf = torch.linspace(-3, 3, BLOCK), torch.linspace(-3, 3, BLOCK)
+    with_nan[7], with_inf[BLOCK - 1] = float("nan"), float("inf")
+    pieces = [*tie_blocks, *[-b for b in tie_blocks], spread, torch.zeros(BLOCK), with_nan, with_inf]
+    x = torch.cat([whole_blocks(*pieces), spread[:37]])
+    if not fmap.signed:
+        x = x.abs()
+    codes, absmax, decoded = native_round_trip(x, fmap)
+    expected_codes, expected_absmax = quantize(x, fmap)
+    assert (expected_absmax[: len(tie_blocks)] == fmap.top).all()  # the ties are ties
+    assert torch.equal(codes, expected_codes)
+    assert same_bits(absmax, expected_absmax)
+    assert same_bits(decoded, dequantize(expected_codes, expected_absmax, fmap))

@@ -1,0 +1,119 @@
+// The 8-bit maps of Adam's moments, for the CPU and CUDA kernels (fusedadam/quantization.py is the same map in torch,
+// with the reasons for it; tests/test_quantization.py compares the two code for code).
+//
+// A block of kBlock elements keeps its absmax (fp32) and one byte per element: x / absmax on the grid of a one-byte
+// float whose largest value, kTop, stands for the absmax. Every step below is one IEEE fp32 operation or integer
+// arithmetic on the bits, so every backend that follows it writes the same codes for the same fp32 moments.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "adam_math.h"  // FUSEDADAM_HOST_DEVICE, nan_propagating_max
+#include "float_bits.h"
+
+namespace fusedadam::quantization {
+
+constexpr int64_t kBlock = 256;
+
+template <int kExponent, int kMantissa, bool kSigned>
+struct FloatMap {
+  static_assert(kExponent + kMantissa + (kSigned ? 1 : 0) == 8, "a map fills exactly one byte");
+  static constexpr int kExponentBits = kExponent;
+  static constexpr int kMantissaBits = kMantissa;
+  static constexpr bool kIsSigned = kSigned;
+  static constexpr uint32_t kBias = (1u << kExponent) - 1;  // the largest exponent field is the binade [1, 2)
+  static constexpr uint32_t kMaxMagnitude = (1u << (kExponent + kMantissa)) - 1;
+  static constexpr float kTop = 2.0f - 1.0f / static_cast<float>(1u << kMantissa);  // exact
+  // 2^(1 - bias), the smallest normal, and 2^(1 - bias - m), the grid's step below it, as fp32 bits.
+  static constexpr uint32_t kSmallestNormalBits = (128u - kBias) << 23;
+  static constexpr uint32_t kSubnormalStepBits = (128u - kBias - kMantissa) << 23;
+};
+using SignedMap = FloatMap<4, 3, true>;     // exp_avg
+using UnsignedMap = FloatMap<5, 3, false>;  // exp_avg_sq (and max_exp_avg_sq)
+
+// What |x| is multiplied by before rounding: kTop / absmax. An all-zero block gets 0 (its codes are then 0, not the
+// NaN of 0 * inf); a non-finite absmax gives 0 or NaN, and its block decodes to inf or NaN.
+template <typename Map>
+FUSEDADAM_HOST_DEVICE float block_scale(float absmax) {
+  return absmax == 0.0f ? 0.0f : Map::kTop / absmax;
+}
+
+template <typename Map>
+FUSEDADAM_HOST_DEVICE float block_inverse_scale(float absmax) {
+  return absmax / Map::kTop;
+}
+
+// The magnitude code of y = |x| * scale: the nearest grid value, ties to even; NaN and anything past the grid get the
+// largest code.
+template <typename Map>
+FUSEDADAM_HOST_DEVICE uint32_t encode_magnitude(float y) {
+  constexpr int kDrop = 23 - Map::kMantissaBits;
+  if (y != y) return Map::kMaxMagnitude;
+  uint32_t code;
+  if (y >= float_of_bits(Map::kSmallestNormalBits)) {
+    // Keep the top mantissa bits, the dropped ones rounded to nearest even; a carry runs into the exponent (the next
+    // binade's first code). Then move the exponent from fp32's bias to the map's.
+    const uint32_t bits = float_bits(y);
+    const uint32_t rounded = (bits + ((1u << (kDrop - 1)) - 1) + ((bits >> kDrop) & 1u)) >> kDrop;
+    code = rounded - ((127u - Map::kBias) << Map::kMantissaBits);
+  } else {
+    // A multiple of the step: the division by a power of two is exact, rint rounds half to even.
+    code = static_cast<uint32_t>(std::rint(y / float_of_bits(Map::kSubnormalStepBits)));
+  }
+  return code < Map::kMaxMagnitude ? code : Map::kMaxMagnitude;
+}
+
+template <typename Map>
+FUSEDADAM_HOST_DEVICE float decode_magnitude(uint32_t code) {
+  const uint32_t exponent = code >> Map::kMantissaBits;
+  const uint32_t mantissa = code & ((1u << Map::kMantissaBits) - 1);
+  if (exponent > 0) {
+    return float_of_bits(((exponent + 127u - Map::kBias) << 23) | (mantissa << (23 - Map::kMantissaBits)));
+  }
+  return static_cast<float>(mantissa) * float_of_bits(Map::kSubnormalStepBits);
+}
+
+template <typename Map>
+FUSEDADAM_HOST_DEVICE uint8_t encode(float x, float scale) {
+  uint32_t code = encode_magnitude<Map>(std::fabs(x) * scale);
+  if (Map::kIsSigned && x < 0.0f) code |= 0x80u;
+  return static_cast<uint8_t>(code);
+}
+
+template <typename Map>
+FUSEDADAM_HOST_DEVICE float decode(uint8_t code, float inverse_scale) {
+  const uint32_t magnitude = Map::kIsSigned ? (code & 0x7Fu) : code;
+  float value = decode_magnitude<Map>(magnitude);
+  if (Map::kIsSigned && (code & 0x80u) != 0) value = -value;
+  return value * inverse_scale;
+}
+
+// The largest |x| of a block, a NaN anywhere in it propagating.
+FUSEDADAM_HOST_DEVICE float block_absmax(const float* x, int64_t n) {
+  float absmax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) absmax = nan_propagating_max(absmax, std::fabs(x[i]));
+  return absmax;
+}
+
+// n fp32 values to n codes and one absmax per block (the last block may be short).
+template <typename Map>
+inline void quantize_span(const float* x, int64_t n, uint8_t* codes, float* absmax) {
+  for (int64_t start = 0, block = 0; start < n; start += kBlock, ++block) {
+    const int64_t size = n - start < kBlock ? n - start : kBlock;
+    absmax[block] = block_absmax(x + start, size);
+    const float scale = block_scale<Map>(absmax[block]);
+    for (int64_t i = 0; i < size; ++i) codes[start + i] = encode<Map>(x[start + i], scale);
+  }
+}
+
+template <typename Map>
+inline void dequantize_span(const uint8_t* codes, const float* absmax, int64_t n, float* x) {
+  for (int64_t start = 0, block = 0; start < n; start += kBlock, ++block) {
+    const int64_t size = n - start < kBlock ? n - start : kBlock;
+    const float inverse_scale = block_inverse_scale<Map>(absmax[block]);
+    for (int64_t i = 0; i < size; ++i) x[start + i] = decode<Map>(codes[start + i], inverse_scale);
+  }
+}
+
+}  // namespace fusedadam::quantization
