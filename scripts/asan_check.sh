@@ -2,8 +2,8 @@
 # The memory-safety check: the native module built with AddressSanitizer (the CPU kernel, the bindings, and the CUDA
 # kernel's code as compiled for the host), then the tests that drive native code from Python run against it: the
 # state machine that swaps p.data, gradients and state tensors between steps, the launch table, strided and odd
-# layouts, and the correctness matrix of the CPU kernel and of the host-played CUDA kernel. Any report from ASan
-# fails the run. About 5.5 minutes of build and 5 of tests on 2 cores.
+# layouts, the 8-bit maps of the moments on raw buffers, and the correctness matrix of the CPU kernel and of the
+# host-played CUDA kernel. Any report from ASan fails the run. About 5.5 minutes of build and 5 of tests on 2 cores.
 #
 #   bash scripts/asan_check.sh            (after scripts/setup.sh; CI runs it)
 #
@@ -39,7 +39,7 @@ export FUSEDADAM_STATE_MACHINE_EXAMPLES="${FUSEDADAM_STATE_MACHINE_EXAMPLES:-200
 "$python" -m pytest -q -p no:cacheprovider -x \
   tests/test_state_machine.py tests/test_between_steps.py tests/test_state_table.py tests/test_native.py \
   tests/test_launch_table.py tests/test_device_runner.py tests/test_errors.py tests/test_cuda_kernel_on_host.py \
-  tests/test_layout.py tests/test_properties.py tests/test_api.py
+  tests/test_layout.py tests/test_properties.py tests/test_api.py tests/test_quantization.py
 # The CPU kernel as this machine runs it, not again as each other ISA variant (ids "-isa-"): every variant reads and
 # writes the same groups and tails (adam_span.h), only the conversion instructions inside a group differ, and the main
 # suite checks those bit for bit. The shape class of 3000 tiny tensors under two modes per dtype, Adam and
