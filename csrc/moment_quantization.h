@@ -45,23 +45,26 @@ FUSEDADAM_HOST_DEVICE float block_inverse_scale(float absmax) {
 }
 
 // The magnitude code of y = |x| * scale: the nearest grid value, ties to even; NaN and anything past the grid get the
-// largest code.
+// largest code. Both candidate codes are computed and one selected, with no early return, so that compilers turn the
+// loop over a block into vector selects (with branches GCC kept it scalar: 1.9 ns an element against 0.2).
 template <typename Map>
 FUSEDADAM_HOST_DEVICE uint32_t encode_magnitude(float y) {
   constexpr int kDrop = 23 - Map::kMantissaBits;
-  if (y != y) return Map::kMaxMagnitude;
-  uint32_t code;
-  if (y >= float_of_bits(Map::kSmallestNormalBits)) {
-    // Keep the top mantissa bits, the dropped ones rounded to nearest even; a carry runs into the exponent (the next
-    // binade's first code). Then move the exponent from fp32's bias to the map's.
-    const uint32_t bits = float_bits(y);
-    const uint32_t rounded = (bits + ((1u << (kDrop - 1)) - 1) + ((bits >> kDrop) & 1u)) >> kDrop;
-    code = rounded - ((127u - Map::kBias) << Map::kMantissaBits);
-  } else {
-    // A multiple of the step: the division by a power of two is exact, rint rounds half to even.
-    code = static_cast<uint32_t>(std::rint(y / float_of_bits(Map::kSubnormalStepBits)));
-  }
-  return code < Map::kMaxMagnitude ? code : Map::kMaxMagnitude;
+  const float smallest_normal = float_of_bits(Map::kSmallestNormalBits);
+  // Normal y: keep the top mantissa bits, the dropped ones rounded to nearest even; a carry runs into the exponent
+  // (the next binade's first code). Then move the exponent from fp32's bias to the map's. Wraps for other y, unused.
+  const uint32_t bits = float_bits(y);
+  const uint32_t normal =
+      ((bits + ((1u << (kDrop - 1)) - 1) + ((bits >> kDrop) & 1u)) >> kDrop) - ((127u - Map::kBias) << Map::kMantissaBits);
+  // Subnormal y: a multiple of the step. The division by a power of two is exact, rint rounds half to even; the
+  // operand is capped at the smallest normal (whose code the value just under it may round up to), so that a large
+  // or NaN y, whose code is the other one, converts without overflow.
+  const float below = y < smallest_normal ? y : smallest_normal;
+  const auto subnormal =
+      static_cast<uint32_t>(static_cast<int32_t>(std::rint(below / float_of_bits(Map::kSubnormalStepBits))));
+  uint32_t code = y >= smallest_normal ? normal : subnormal;
+  code = code < Map::kMaxMagnitude ? code : Map::kMaxMagnitude;
+  return y != y ? Map::kMaxMagnitude : code;
 }
 
 template <typename Map>
@@ -89,11 +92,16 @@ FUSEDADAM_HOST_DEVICE float decode(uint8_t code, float inverse_scale) {
   return value * inverse_scale;
 }
 
-// The largest |x| of a block, a NaN anywhere in it propagating.
+// The largest |x| of a block, a NaN anywhere in it propagating. On magnitudes the fp32 bit patterns order as the
+// values do, and every NaN's lies above inf's, so an integer max of the bits is the absmax; it vectorizes, where a
+// float max that keeps NaNs does not.
 FUSEDADAM_HOST_DEVICE float block_absmax(const float* x, int64_t n) {
-  float absmax = 0.0f;
-  for (int64_t i = 0; i < n; ++i) absmax = nan_propagating_max(absmax, std::fabs(x[i]));
-  return absmax;
+  uint32_t largest = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t magnitude = float_bits(x[i]) & 0x7FFFFFFFu;
+    largest = magnitude > largest ? magnitude : largest;
+  }
+  return float_of_bits(largest);
 }
 
 // n fp32 values to n codes and one absmax per block (the last block may be short).
