@@ -143,31 +143,35 @@ void with_moment_map(bool is_signed, int64_t numel, F&& f) {
   }
 }
 
-void check_dtype_code(int dtype) {
-  if (dtype < 0 || dtype > static_cast<int>(DType::kBFloat16)) throw std::invalid_argument("unknown dtype code");
+void check_dtype_code(int dtype, DType largest = DType::kBFloat16) {
+  if (dtype < 0 || dtype > static_cast<int>(largest)) throw std::invalid_argument("unknown dtype code");
 }
 
-// Throws std::invalid_argument unless the kernels have this storage combination (adam_modes.h).
-void check_precision(int param_dtype, int state_dtype, int param_update) {
+// Throws std::invalid_argument unless the kernels have this storage combination (adam_modes.h); 8-bit moments only
+// where `with_8bit_moments` (a table the CPU kernel steps).
+void check_precision(int param_dtype, int state_dtype, int param_update, bool with_8bit_moments = false) {
   check_dtype_code(param_dtype);
-  check_dtype_code(state_dtype);
+  check_dtype_code(state_dtype, with_8bit_moments ? DType::kMoment8Bit : DType::kBFloat16);
   if (param_update < 0 || param_update > static_cast<int>(ParamUpdate::kKahanSummation)) {
     throw std::invalid_argument("unknown param_update code");
   }
-  dispatch_precision(static_cast<DType>(param_dtype), static_cast<DType>(state_dtype),
-                     static_cast<ParamUpdate>(param_update), [](auto) {});
+  dispatch_precision<true>(static_cast<DType>(param_dtype), static_cast<DType>(state_dtype),
+                           static_cast<ParamUpdate>(param_update), [](auto) {});
 }
 
 PyTensorTable make_table(int dtype, int state_dtype, int param_update, bool step_is_double, const std::vector<int64_t>& numels,
                          const std::vector<uintptr_t>& params, const std::vector<uintptr_t>& exp_avgs,
                          const std::vector<uintptr_t>& exp_avg_sqs, const std::vector<uintptr_t>& max_exp_avg_sqs,
                          const std::vector<uintptr_t>& masters, const std::vector<uintptr_t>& compensations,
-                         const std::vector<uint32_t>& salts, const std::vector<uintptr_t>& steps,
+                         const std::vector<uintptr_t>& exp_avg_absmaxes,
+                         const std::vector<uintptr_t>& exp_avg_sq_absmaxes,
+                         const std::vector<uintptr_t>& max_exp_avg_sq_absmaxes, const std::vector<uint32_t>& salts, const std::vector<uintptr_t>& steps,
                          py::list param_objects, py::list param_shapes, py::list param_strides,
                          const std::vector<bool>& param_contiguous,
                          py::object torch_dtype, py::object strided_layout, py::object tensor_base) {
-  check_precision(dtype, state_dtype, param_update);
+  check_precision(dtype, state_dtype, param_update, true);
   const size_t n = numels.size();
+  const bool quantized = static_cast<DType>(state_dtype) == DType::kMoment8Bit;
   const auto update = static_cast<ParamUpdate>(param_update);
   const bool needs_masters = update == ParamUpdate::kMasterWeights;
   const bool needs_compensations = update == ParamUpdate::kKahanSummation;
@@ -175,9 +179,11 @@ PyTensorTable make_table(int dtype, int state_dtype, int param_update, bool step
       salts.size() != n || !(max_exp_avg_sqs.empty() || max_exp_avg_sqs.size() == n) ||
       masters.size() != (needs_masters ? n : 0) || compensations.size() != (needs_compensations ? n : 0) ||
       py::len(param_objects) != n || py::len(param_shapes) != n || py::len(param_strides) != n ||
-      param_contiguous.size() != n) {
+      param_contiguous.size() != n || exp_avg_absmaxes.size() != (quantized ? n : 0) ||
+      exp_avg_sq_absmaxes.size() != (quantized ? n : 0) ||
+      max_exp_avg_sq_absmaxes.size() != (quantized ? max_exp_avg_sqs.size() : 0)) {
     throw std::invalid_argument("TensorTable: every list must have one entry per tensor (masters only with master "
-                                "weights, compensations only with Kahan summation)");
+                                "weights, compensations only with Kahan summation, absmaxes only with 8-bit moments)");
   }
   PyTensorTable result{TensorTable{}, param_objects, param_shapes, param_strides,
                        std::vector<char>(param_contiguous.begin(), param_contiguous.end()), torch_dtype,
@@ -200,6 +206,11 @@ PyTensorTable make_table(int dtype, int state_dtype, int param_update, bool step
                                   needs_masters ? as_pointer<float>(masters[i]) : nullptr,
                                   needs_compensations ? as_pointer<void>(compensations[i]) : nullptr,
                                   salts[i]};
+    if (quantized) {
+      table.tensors[i].exp_avg_absmax = as_pointer<float>(exp_avg_absmaxes[i]);
+      table.tensors[i].exp_avg_sq_absmax = as_pointer<float>(exp_avg_sq_absmaxes[i]);
+      if (!max_exp_avg_sq_absmaxes.empty()) table.tensors[i].max_exp_avg_sq_absmax = as_pointer<float>(max_exp_avg_sq_absmaxes[i]);
+    }
     table.first_element[i + 1] = table.first_element[i] + numels[i];
   }
   return result;
@@ -404,7 +415,8 @@ PYBIND11_MODULE(_C, m) {
   py::class_<PyTensorTable>(m, "TensorTable")
       .def(py::init(&make_table), py::arg("dtype"), py::arg("state_dtype"), py::arg("param_update"), py::arg("step_is_double"),
            py::arg("numels"), py::arg("params"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
-           py::arg("max_exp_avg_sqs"), py::arg("masters"), py::arg("compensations"), py::arg("salts"), py::arg("steps"), py::arg("param_objects"),
+           py::arg("max_exp_avg_sqs"), py::arg("masters"), py::arg("compensations"),
+           py::arg("exp_avg_absmaxes"), py::arg("exp_avg_sq_absmaxes"), py::arg("max_exp_avg_sq_absmaxes"), py::arg("salts"), py::arg("steps"), py::arg("param_objects"),
            py::arg("param_shapes"), py::arg("param_strides"), py::arg("param_contiguous"), py::arg("torch_dtype"),
            py::arg("strided_layout"),
            py::arg("tensor_base"))

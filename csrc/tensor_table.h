@@ -14,8 +14,9 @@
 
 namespace fusedadam {
 
-// Codes shared with fusedadam/backends/native_table.py (DTYPE_CODES).
-enum class DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+// Codes shared with fusedadam/backends/native_table.py (DTYPE_CODES). kMoment8Bit is a state dtype only: each moment
+// is one byte per element on the map of moment_quantization.h, with one fp32 absmax per block of its tensor.
+enum class DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3, kMoment8Bit = 4 };
 
 struct TensorSlot {
   void* param;
@@ -28,6 +29,11 @@ struct TensorSlot {
   float* master;         // fp32 master copy, nullptr unless ParamUpdate::kMasterWeights
   void* compensation;    // bf16 Kahan buffer, nullptr unless ParamUpdate::kKahanSummation
   uint32_t salt;         // the parameter's index in the optimizer: its stream of rounding bits
+  // With 8-bit moments (DType::kMoment8Bit), each moment's absmax per block of quantization::kBlock elements, counted
+  // from the tensor's first element in memory order; nullptr otherwise (and max_exp_avg_sq's unless amsgrad).
+  float* exp_avg_absmax = nullptr;
+  float* exp_avg_sq_absmax = nullptr;
+  float* max_exp_avg_sq_absmax = nullptr;
 };
 
 struct TensorTable {
@@ -39,6 +45,7 @@ struct TensorTable {
   std::vector<TensorSlot> tensors;
   std::vector<int64_t> first_element;  // prefix sum of numel: tensor i spans [first_element[i], first_element[i+1])
 
+  bool quantized() const { return state_dtype == DType::kMoment8Bit; }
   int64_t total_numel() const { return first_element.empty() ? 0 : first_element.back(); }
 
   // Adds one to tensor i's counter, in the counter's own dtype as torch does (float32 arithmetic for a float32 one),

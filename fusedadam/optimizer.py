@@ -16,7 +16,9 @@ import torch
 
 from .backends import Runner, StateLayout, StepConfig, local_shard, make_runner, native_refusal, resolve
 from .backends.amp import AmpScaling
-from .precision import COMPENSATION_KEY, MASTER_KEY, MOMENT_KEYS, PRECISION_DEFAULTS, precision_of
+from .precision import (ABSMAX_KEYS, COMPENSATION_KEY, MASTER_KEY, MOMENT_KEYS, MOMENT_MAPS, PRECISION_DEFAULTS,
+                        EIGHT_BIT, Precision, precision_of)
+from .quantization import dequantize_moment, num_blocks, quantize_moment
 from .profiling import profiler_range
 from .state_table import StateTable
 from .validation import (check_constructor_arguments, check_grad, check_hyperparameters, check_param,
@@ -25,7 +27,7 @@ from .validation import (check_constructor_arguments, check_grad, check_hyperpar
 _ADAM_GROUP_DEFAULTS = dict(amsgrad=False, maximize=False, foreach=None, capturable=False, differentiable=False,
                             fused=None, decoupled_weight_decay=False, backend="auto", **PRECISION_DEFAULTS,
                             rounding_seed=0)
-_STATE_TENSORS = (*MOMENT_KEYS, MASTER_KEY, COMPENSATION_KEY)
+_STATE_TENSORS = (*MOMENT_KEYS, *ABSMAX_KEYS.values(), MASTER_KEY, COMPENSATION_KEY)
 _PRECISION_OPTIONS = (*PRECISION_DEFAULTS, "rounding_seed")
 
 
@@ -35,6 +37,7 @@ class _Partition:
 
     backend: str
     sharded: bool  # DTensor parameters, stepped on their local shards
+    precision: Precision
     params: list[torch.Tensor] = field(default_factory=list)
     grads: list[torch.Tensor] = field(default_factory=list)
 
@@ -246,9 +249,15 @@ class FusedAdam(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         if torch.compiler.is_compiling():
-            self._step_in_graph()
+            if any(group["state_dtype"] == EIGHT_BIT for group in self.param_groups):
+                _eager_step(self)  # no custom op steps 8-bit moments yet: a graph break, then the eager step
+            else:
+                self._step_in_graph()
             return loss
+        self._step_eagerly()
+        return loss
 
+    def _step_eagerly(self) -> None:
         # 1. Check everything; no state is created or changed until every group has passed. A plan is reused while
         #    its group, its parameters' storage, their gradients and their state are what it was built from: the
         #    state is re-checked only when the state table counted a change (state_table.py).
@@ -272,7 +281,6 @@ class FusedAdam(torch.optim.Optimizer):
         scaling = AmpScaling.of(self)
         for index, config in enumerate(configs):
             self._plans[index].run(config, scaling)
-        return loss
 
     def _step_in_graph(self) -> None:
         """The step as torch.compile traces it: no cached native tables (dynamo cannot trace them), one
@@ -293,7 +301,7 @@ class FusedAdam(torch.optim.Optimizer):
                 for p in part.params:
                     self._init_state(p, group)
                 states = [self.state[p] for p in part.params]
-                precision = precision_of(group, part.params[0].dtype)
+                precision = part.precision
                 if part.sharded and not precision.is_torchs(part.params[0].dtype):
                     raise NotImplementedError("fusedadam: under torch.compile, DTensor parameters are stepped by the "
                                               "torch backend, which has no low-precision modes; step them eagerly")
@@ -324,7 +332,10 @@ class FusedAdam(torch.optim.Optimizer):
             backend = resolve(group["backend"], p, where)
             check_precision_applies(group, p, backend, lambda: native_refusal(p), where)
             sharded = backend != "torch" and local_shard(p) is not None
-            part = partitions.setdefault((backend, sharded, p.device, p.dtype), _Partition(backend, sharded))
+            # One group may hold 8-bit moments and, for its small tensors, fp32 ones: one table each.
+            precision = precision_of(group, p.dtype, p.numel())
+            part = partitions.setdefault((backend, sharded, p.device, p.dtype, precision),
+                                         _Partition(backend, sharded, precision))
             part.params.append(p)
             part.grads.append(grad)
         return list(partitions.values())
@@ -334,7 +345,7 @@ class FusedAdam(torch.optim.Optimizer):
         for part in partitions:
             for p in part.params:
                 self._init_state(p, group)
-            layout = StateLayout(amsgrad=group["amsgrad"], precision=precision_of(group, part.params[0].dtype),
+            layout = StateLayout(amsgrad=group["amsgrad"], precision=part.precision,
                                  salts=tuple(salts[id(p)] for p in part.params))
             runner = make_runner(part.backend, part.params, self.state.__getitem__, layout, part.sharded)
             runner.set_grads(part.grads)
@@ -353,7 +364,7 @@ class FusedAdam(torch.optim.Optimizer):
         between steps) is converted: moments cast, a master copy made from the parameter, a compensation
         buffer started at zero, whatever the options no longer ask for dropped."""
         state = self.state[p]
-        precision = precision_of(group, p.dtype)
+        precision = precision_of(group, p.dtype, p.numel())
         if len(state) == 0:
             # torch's rule (torch.optim.optimizer._get_scalar_dtype): float64 under torch.set_default_dtype(
             # torch.float64), except for the fused kernels; on the parameter's device with capturable or fused. (The
@@ -363,17 +374,42 @@ class FusedAdam(torch.optim.Optimizer):
             state["step"] = torch.zeros((), dtype=torch.float64 if wide else torch.float32,
                                         device=p.device if on_device else torch.device("cpu"))
         wanted = precision.state_keys(group["amsgrad"])
+        for key in precision.moment_keys(group["amsgrad"]):
+            _store_moment(state, key, p, precision)
         for key in wanted:
             value = state.get(key)
             if value is None and key == MASTER_KEY:
                 state[key] = torch.empty_like(p, dtype=torch.float32).copy_(p.detach())
             elif value is None:
                 state[key] = torch.zeros_like(p, dtype=precision.dtype_of(key), memory_format=torch.preserve_format)
-            elif value.dtype != precision.dtype_of(key):
-                state[key] = torch.empty_like(p, dtype=precision.dtype_of(key)).copy_(value)
-        for key in (MASTER_KEY, COMPENSATION_KEY):
+        for key in (MASTER_KEY, COMPENSATION_KEY, *ABSMAX_KEYS.values()):
             if key not in wanted:
                 state.pop(key, None)
+
+
+def _store_moment(state: dict, key: str, p: torch.Tensor, precision: Precision) -> None:
+    """Puts moment `key` into the storage `precision` asks for: zeros when it is missing, else its values converted
+    (cast, quantized, or decoded from 8-bit codes with their absmax; check_state made sure those exist). 8-bit codes
+    lie in the parameter's memory order, their absmax fp32 and contiguous, which is what the CPU kernel reads."""
+    value, absmax_key = state.get(key), ABSMAX_KEYS[key]
+    fmap = MOMENT_MAPS[key]
+    if value is not None and value.dtype == torch.uint8:
+        if precision.quantized and value.stride() == p.stride():
+            state[absmax_key] = state[absmax_key].to(torch.float32).contiguous()
+            return
+        value = dequantize_moment(value, state[absmax_key], fmap)  # another layout or another storage
+    if not precision.quantized:
+        if value is None:
+            value = torch.zeros_like(p, dtype=precision.state_dtype, memory_format=torch.preserve_format)
+        elif value.dtype != precision.state_dtype or value.stride() != p.stride():
+            value = torch.empty_like(p, dtype=precision.state_dtype).copy_(value)
+        state[key] = value
+        return
+    if value is None:
+        state[key] = torch.zeros_like(p, dtype=torch.uint8, memory_format=torch.preserve_format)
+        state[absmax_key] = torch.zeros(num_blocks(p.numel()), dtype=torch.float32, device=p.device)
+        return
+    state[key], state[absmax_key] = quantize_moment(torch.empty_like(p, dtype=torch.float32).copy_(value), fmap)
 
 
 class FusedAdamW(FusedAdam):
@@ -434,6 +470,11 @@ def _step_config(group: dict, index: int, cache: dict[int, tuple]) -> StepConfig
     return config
 
 
+@torch.compiler.disable
+def _eager_step(optimizer: FusedAdam) -> None:
+    optimizer._step_eagerly()
+
+
 def _with_step_hooks(step: Callable) -> Callable:
     """torch.optim.Optimizer's step wrapper (step pre/post hooks, global hooks, the profiler's
     "Optimizer.step#<class>.step" range), except that the range is opened only while a profiler records:
@@ -484,7 +525,8 @@ def _check_loadable(optimizer: FusedAdam, state_dict: dict[str, Any]) -> None:
             entry = state_dict["state"].get(saved_id, {})
             for key in _STATE_TENSORS:
                 value = entry.get(key)
-                if isinstance(value, torch.Tensor) and value.shape != p.shape:
+                expected = (num_blocks(p.numel()),) if key in ABSMAX_KEYS.values() else p.shape
+                if isinstance(value, torch.Tensor) and value.shape != expected:
                     raise ValueError(f"loaded state dict has {key} of shape {tuple(value.shape)} for parameter "
-                                     f"{saved_id} (group {index}), whose shape here is {tuple(p.shape)}; it belongs "
-                                     "to a different model")
+                                     f"{saved_id} (group {index}), where {tuple(expected)} was expected (the "
+                                     f"parameter's shape here is {tuple(p.shape)}); it belongs to a different model")

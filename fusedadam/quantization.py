@@ -143,3 +143,25 @@ def dequantize(codes: torch.Tensor, absmax: torch.Tensor, fmap: FloatMap) -> tor
         values = torch.where((raw & 0x80) != 0, -values, values)
     inverse_scale = absmax / torch.tensor(fmap.top, dtype=torch.float32)
     return (values * inverse_scale[:, None]).reshape(-1)[: codes.numel()].reshape(codes.shape)
+
+
+def memory_order(t: torch.Tensor) -> torch.Tensor:
+    """A dense tensor's elements as a 1-d view in the order they lie in memory: the order in which the kernels cut a
+    moment into blocks, whatever the parameter's strides."""
+    return t.as_strided((t.numel(),), (1,), t.storage_offset())
+
+
+def quantize_moment(x: torch.Tensor, fmap: FloatMap) -> tuple[torch.Tensor, torch.Tensor]:
+    """A dense moment (any float dtype) as 8-bit state: uint8 codes with x's shape and strides, and the fp32 absmax of
+    each block of x in memory order."""
+    codes = torch.empty_like(x, dtype=torch.uint8)
+    flat_codes, absmax = quantize(memory_order(x).float(), fmap)
+    memory_order(codes).copy_(flat_codes)
+    return codes, absmax
+
+
+def dequantize_moment(codes: torch.Tensor, absmax: torch.Tensor, fmap: FloatMap) -> torch.Tensor:
+    """The fp32 moment that dense 8-bit state stands for, with the codes' shape and strides."""
+    values = torch.empty_like(codes, dtype=torch.float32)
+    memory_order(values).copy_(dequantize(memory_order(codes), absmax.reshape(-1).float(), fmap))
+    return values

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .precision import MOMENT_MAPS
+from .quantization import dequantize_moment, quantize_moment
+
 
 @dataclass
 class ReferenceState:
@@ -75,7 +78,8 @@ def reference_adam_step(s: ReferenceState, grad: torch.Tensor, cfg: AdamConfig) 
 # ------------------------------------------------------------------------------------------------------------------
 # The low-memory and mixed-precision modes (fusedadam.precision), emulated: Algorithm 1 in float64, with every value
 # the kernels store rounded exactly as they round it (to nearest even in the storage dtype, from the fp32 value the
-# kernels compute; stochastically with the same random bits; Kahan's compensation in bf16).
+# kernels compute; stochastically with the same random bits; Kahan's compensation in bf16; 8-bit moments on the maps
+# of fusedadam.quantization, block by block in memory order, from their fp32 values).
 
 _MASK32 = 0xFFFFFFFF
 
@@ -133,6 +137,9 @@ class EmulatedState:
     master: torch.Tensor | None = None
     compensation: torch.Tensor | None = None
     step: int = 0
+    # 8-bit moments (state_dtype torch.uint8): what is stored, per moment key; the moments above are their values.
+    codes: dict = field(default_factory=dict)
+    absmax: dict = field(default_factory=dict)
 
 
 def emulated_adam_step(s: EmulatedState, grad: torch.Tensor, cfg: AdamConfig, seed: int = 0, salt: int = 0) -> None:
@@ -143,10 +150,15 @@ def emulated_adam_step(s: EmulatedState, grad: torch.Tensor, cfg: AdamConfig, se
                              s.step)
     reference_adam_step(moments, grad, cfg)
     s.step = moments.step
-    s.exp_avg = stored(moments.exp_avg, s.state_dtype)
-    s.exp_avg_sq = stored(moments.exp_avg_sq, s.state_dtype)
-    if cfg.amsgrad:
-        s.max_exp_avg_sq = stored(moments.max_exp_avg_sq, s.state_dtype)
+    for key in ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if cfg.amsgrad else ()):
+        value = getattr(moments, key)
+        if s.state_dtype == torch.uint8:
+            # The parameter above moved with this step's moments; only what is kept for the next step is quantized.
+            s.codes[key], s.absmax[key] = quantize_moment(value.float(), MOMENT_MAPS[key])
+            value = dequantize_moment(s.codes[key], s.absmax[key], MOMENT_MAPS[key]).double()
+        else:
+            value = stored(value, s.state_dtype)
+        setattr(s, key, value)
     after = moments.param
     if s.update == "master":
         s.master = stored(after, torch.float32)

@@ -6,7 +6,10 @@ from numbers import Real
 
 import torch
 
-from .precision import PRECISION_DEFAULTS, check_precision_options, needs_native_backend, precision_unsupported_reason
+from .precision import (ABSMAX_KEYS, PRECISION_DEFAULTS, check_precision_options, needs_native_backend,
+                        precision_of, precision_unsupported_reason)
+from .backends.local_shards import local_shard
+from .quantization import num_blocks
 
 BACKEND_NAMES = ("auto", "cpu", "cuda", "triton", "torch", "cuda-host")
 
@@ -111,6 +114,14 @@ def check_precision_applies(group: dict, p: torch.Tensor, backend: str, refusal,
     reason = precision_unsupported_reason(group, p)
     if reason is not None:
         raise ValueError(f"{where}: {reason}")
+    if precision_of(group, p.dtype, p.numel()).quantized:
+        if backend != "cpu":
+            raise ValueError(f"{where}: state_dtype='8bit' runs in the cpu backend's kernel so far, and this "
+                             f"parameter is stepped by the {backend} backend; use state_dtype=torch.bfloat16 for it "
+                             "(a param group of its own), or keep it on the CPU")
+        if local_shard(p) is not None:
+            raise ValueError(f"{where}: state_dtype='8bit' is not supported for DTensor (FSDP2) parameters yet; use "
+                             "state_dtype=torch.bfloat16 for them")
     if backend == "torch" and needs_native_backend(group, p):
         options = ", ".join(f"{k}={group[k]!r}" for k, v in PRECISION_DEFAULTS.items() if group.get(k, v) != v)
         why = "backend='torch' was asked for" if group.get("backend") == "torch" else refusal()
@@ -150,6 +161,24 @@ def check_state(p: torch.Tensor, state: dict | None, group: dict, where: str) ->
             raise RuntimeError(f"{where}: its state[{key!r}] is {tuple(value.shape)} on {value.device}, the parameter "
                                f"{tuple(p.shape)} on {p.device}; the state must match its parameter (after resizing a "
                                "parameter, give it new state: opt.state[p] = {})")
+    for key in moments:
+        if state[key].dtype == torch.uint8:
+            _check_absmax(p, state, key, where)
     step = state.get("step")
     if step is not None and not isinstance(step, (torch.Tensor, int, float)):
         raise TypeError(f"{where}: its state['step'] is a {type(step).__name__}, not a tensor or a number")
+
+
+def _check_absmax(p: torch.Tensor, state: dict, key: str, where: str) -> None:
+    """8-bit codes mean nothing without their block absmaxes: one real number per block of 256, on p's device."""
+    absmax_key = ABSMAX_KEYS[key]
+    absmax = state.get(absmax_key)
+    if not isinstance(absmax, torch.Tensor):
+        raise KeyError(f"{where}: its state[{key!r}] holds 8-bit codes (uint8) but state[{absmax_key!r}] is "
+                       f"{'missing' if absmax is None else type(absmax).__name__}; the codes cannot be read without it "
+                       "(set opt.state[p] = {} to start the state afresh)")
+    blocks = (num_blocks(p.numel()),)
+    if absmax.shape != blocks or absmax.device != p.device or not absmax.is_floating_point():
+        raise RuntimeError(f"{where}: its state[{absmax_key!r}] is {absmax.dtype} {tuple(absmax.shape)} on "
+                           f"{absmax.device}; 8-bit {key} of this parameter needs a floating-point tensor of shape "
+                           f"{blocks} on {p.device} (one absmax per block of 256 elements)")

@@ -1,6 +1,6 @@
 """The CPU kernel splits every step's elements into one equal slice per thread, wherever tensor boundaries fall: the
 split must not change a single bit, in any mode or storage (stochastic rounding's per-element random bits and Kahan's
-compensation included). 1, 2 and 3 threads cut the same tensors at different places. Nor may the ISA variant the
+compensation, 8-bit moments' blocks included). 1, 2 and 3 threads cut the same tensors at different places. Nor may the ISA variant the
 kernel runs as (csrc/cpu/cpu_isa.h): each converts 16-bit storage with its own instructions, in blocks whose edges
 fall elsewhere in every tensor."""
 import pytest
@@ -20,6 +20,9 @@ STORAGE = {
     "fp32-bf16-states": (torch.float32, dict(state_dtype=torch.bfloat16)),
     "bf16-stochastic": (torch.bfloat16, dict(rounding="stochastic", rounding_seed=9)),
     "bf16-kahan": (torch.bfloat16, dict(kahan_summation=True)),
+    # 8-bit moments: a thread owns whole blocks (their absmax is one value), wherever its slice would start.
+    "fp32-8bit": (torch.float32, dict(state_dtype="8bit")),
+    "bf16-8bit-stochastic": (torch.bfloat16, dict(state_dtype="8bit", rounding="stochastic", rounding_seed=9)),
 }
 
 

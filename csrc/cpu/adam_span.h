@@ -25,6 +25,7 @@
 #endif
 
 #include "../adam_modes.h"
+#include "../moment_quantization.h"
 #include "cpu_isa.h"
 #include "multi_tensor_cpu.h"
 #include "storage_cast.h"
@@ -77,28 +78,20 @@ __attribute__((noinline, optimize("no-tree-vectorize"))) void fewer_than_a_group
   fn();
 }
 
-// One span [begin, end) of one tensor. With any 16-bit array, whole groups of 32 go through fp32 scratch with the
-// variant's own conversions (group_cast.h), and the last n % 32 elements through the loop that converts element by
-// element; fp32 and fp64 storage is that loop alone.
-template <typename Precision, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
-void adam_span(const TensorSlot& t, int64_t begin, int64_t end,
-               const AdamCoefficients<opmath_t<typename StorageOf<Precision::param>::type>>& c,
-               uint32_t rounding_key) {
-  using Param = typename StorageOf<Precision::param>::type;
-  using State = typename StorageOf<Precision::state>::type;
+// Adam on n consecutive elements, element 0 being element `first_index` of its tensor. Each moment pointer is the
+// tensor's own storage or fp32 scratch (8-bit moments, decoded). With any 16-bit array, whole groups of 32 go through
+// fp32 scratch with the variant's own conversions (group_cast.h), and the last n % 32 elements through the loop that
+// converts element by element; fp32 and fp64 storage is that loop alone.
+template <ParamUpdate kUpdate, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize, typename Param, typename State>
+inline __attribute__((always_inline)) void update_span(Param* const param, const Param* const grad,
+                                                       State* const exp_avg, State* const exp_avg_sq,
+                                                       State* const max_exp_avg_sq, float* const master,
+                                                       BFloat16* const compensation, const int64_t n,
+                                                       const AdamCoefficients<opmath_t<Param>>& c,
+                                                       uint32_t rounding_key, int64_t first_index) {
   using Opmath = opmath_t<Param>;
-  constexpr ParamUpdate kUpdate = Precision::update;
   constexpr bool kMaster = kUpdate == ParamUpdate::kMasterWeights;
   constexpr bool kKahan = kUpdate == ParamUpdate::kKahanSummation;
-  Param* const param = static_cast<Param*>(t.param) + begin;
-  const Param* const grad = static_cast<const Param*>(t.grad) + begin;
-  State* const exp_avg = static_cast<State*>(t.exp_avg) + begin;
-  State* const exp_avg_sq = static_cast<State*>(t.exp_avg_sq) + begin;
-  State* const max_exp_avg_sq = kAmsgrad ? static_cast<State*>(t.max_exp_avg_sq) + begin : nullptr;
-  float* const master = kMaster ? t.master + begin : nullptr;
-  BFloat16* const compensation = kKahan ? static_cast<BFloat16*>(t.compensation) + begin : nullptr;
-  const int64_t n = end - begin;
-
   constexpr bool kGrouped =
       std::is_same_v<Opmath, float> && !(std::is_same_v<Param, float> && std::is_same_v<State, float>);
   int64_t grouped = 0;
@@ -114,7 +107,7 @@ void adam_span(const TensorSlot& t, int64_t begin, int64_t end,
       float* const group_v = group_of(exp_avg_sq + at, v);
       update_elements<kUpdate, kWeightDecay, kAmsgrad, kMaximize, float>(
           group_param, group_of(const_cast<Param*>(grad) + at, g), group_m, group_v, group_vmax,
-          kMaster ? master + at : nullptr, group_carried, kGroup, c, rounding_key, begin + at);
+          kMaster ? master + at : nullptr, group_carried, kGroup, c, rounding_key, first_index + at);
       store_group(group_param, param + at);
       store_group(group_m, exp_avg + at);
       store_group(group_v, exp_avg_sq + at);
@@ -126,7 +119,7 @@ void adam_span(const TensorSlot& t, int64_t begin, int64_t end,
     update_elements<kUpdate, kWeightDecay, kAmsgrad, kMaximize, Opmath>(
         param + grouped, grad + grouped, exp_avg + grouped, exp_avg_sq + grouped,
         kAmsgrad ? max_exp_avg_sq + grouped : nullptr, kMaster ? master + grouped : nullptr,
-        kKahan ? compensation + grouped : nullptr, n - grouped, c, rounding_key, begin + grouped);
+        kKahan ? compensation + grouped : nullptr, n - grouped, c, rounding_key, first_index + grouped);
   };
   if constexpr (kGrouped) {
     fewer_than_a_group(rest);
@@ -135,19 +128,96 @@ void adam_span(const TensorSlot& t, int64_t begin, int64_t end,
   }
 }
 
+// The n <= kBlock values of one block of an 8-bit moment, decoded into fp32 scratch.
+template <typename Map>
+inline __attribute__((always_inline)) void decode_block(const uint8_t* __restrict codes, float absmax, int64_t n,
+                                                        float* __restrict values) {
+  const float inverse_scale = quantization::block_inverse_scale<Map>(absmax);
+  for (int64_t i = 0; i < n; ++i) values[i] = quantization::decode<Map>(codes[i], inverse_scale);
+}
+
+// n <= kBlock fp32 values encoded as one block: its absmax and codes.
+template <typename Map>
+inline __attribute__((always_inline)) void encode_block(const float* __restrict values, int64_t n,
+                                                        uint8_t* __restrict codes, float* __restrict absmax) {
+  *absmax = quantization::block_absmax(values, n);
+  const float scale = quantization::block_scale<Map>(*absmax);
+  for (int64_t i = 0; i < n; ++i) codes[i] = quantization::encode<Map>(values[i], scale);
+}
+
+template <typename Precision>
+using ParamOf = typename StorageOf<Precision::param>::type;
+template <typename Precision>
+using StepCoefficients = AdamCoefficients<opmath_t<ParamOf<Precision>>>;
+
+// One span [begin, end) of one tensor, its moments in their own storage.
+template <typename Precision, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
+void adam_span(const TensorSlot& t, int64_t begin, int64_t end, const StepCoefficients<Precision>& c,
+               uint32_t rounding_key) {
+  using Param = ParamOf<Precision>;
+  using State = typename StorageOf<Precision::state>::type;
+  constexpr ParamUpdate kUpdate = Precision::update;
+  update_span<kUpdate, kWeightDecay, kAmsgrad, kMaximize>(
+      static_cast<Param*>(t.param) + begin, static_cast<const Param*>(t.grad) + begin,
+      static_cast<State*>(t.exp_avg) + begin, static_cast<State*>(t.exp_avg_sq) + begin,
+      kAmsgrad ? static_cast<State*>(t.max_exp_avg_sq) + begin : nullptr,
+      kUpdate == ParamUpdate::kMasterWeights ? t.master + begin : nullptr,
+      kUpdate == ParamUpdate::kKahanSummation ? static_cast<BFloat16*>(t.compensation) + begin : nullptr, end - begin,
+      c, rounding_key, begin);
+}
+
+// One span of one tensor with 8-bit moments; `begin` is a block boundary (parallel_for_each_span's granule). Block
+// by block: decode the moments into fp32 scratch, step, encode them again. The parameter is updated with this step's
+// fp32 moments; only what is kept between steps is rounded to the map.
+template <typename Precision, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
+void adam_span_8bit(const TensorSlot& t, int64_t begin, int64_t end, const StepCoefficients<Precision>& c,
+                    uint32_t rounding_key) {
+  using quantization::kBlock, quantization::SignedMap, quantization::UnsignedMap;
+  using Param = ParamOf<Precision>;
+  constexpr ParamUpdate kUpdate = Precision::update;
+  Param* const param = static_cast<Param*>(t.param);
+  const Param* const grad = static_cast<const Param*>(t.grad);
+  uint8_t* const exp_avg = static_cast<uint8_t*>(t.exp_avg);
+  uint8_t* const exp_avg_sq = static_cast<uint8_t*>(t.exp_avg_sq);
+  uint8_t* const max_exp_avg_sq = static_cast<uint8_t*>(t.max_exp_avg_sq);
+  for (int64_t at = begin; at < end; at += kBlock) {
+    const int64_t n = std::min(kBlock, end - at);
+    const int64_t block = at / kBlock;
+    alignas(64) float m[kBlock], v[kBlock], vmax[kBlock];
+    decode_block<SignedMap>(exp_avg + at, t.exp_avg_absmax[block], n, m);
+    decode_block<UnsignedMap>(exp_avg_sq + at, t.exp_avg_sq_absmax[block], n, v);
+    if constexpr (kAmsgrad) decode_block<UnsignedMap>(max_exp_avg_sq + at, t.max_exp_avg_sq_absmax[block], n, vmax);
+    update_span<kUpdate, kWeightDecay, kAmsgrad, kMaximize>(
+        param + at, grad + at, m, v, kAmsgrad ? vmax : nullptr,
+        kUpdate == ParamUpdate::kMasterWeights ? t.master + at : nullptr,
+        kUpdate == ParamUpdate::kKahanSummation ? static_cast<BFloat16*>(t.compensation) + at : nullptr, n, c,
+        rounding_key, at);
+    encode_block<SignedMap>(m, n, exp_avg + at, t.exp_avg_absmax + block);
+    encode_block<UnsignedMap>(v, n, exp_avg_sq + at, t.exp_avg_sq_absmax + block);
+    if constexpr (kAmsgrad) encode_block<UnsignedMap>(vmax, n, max_exp_avg_sq + at, t.max_exp_avg_sq_absmax + block);
+  }
+}
+
 template <typename Precision, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
 void run(const TensorTable& table, const StepConstants& constants, int max_threads) {
-  using Opmath = opmath_t<typename StorageOf<Precision::param>::type>;
+  using Opmath = opmath_t<ParamOf<Precision>>;
   const AdamCoefficients<Opmath>* coefficients = constants.coefficients<Opmath>();
   const uint32_t* keys = constants.rounding_keys.data();
-  parallel_for_each_span(table, max_threads, [&](int64_t i, int64_t begin, int64_t end) {
-    adam_span<Precision, kWeightDecay, kAmsgrad, kMaximize>(table.tensors[i], begin, end, coefficients[i], keys[i]);
-  });
+  if constexpr (Precision::state == DType::kMoment8Bit) {
+    parallel_for_each_span(table, max_threads, quantization::kBlock, [&](int64_t i, int64_t begin, int64_t end) {
+      adam_span_8bit<Precision, kWeightDecay, kAmsgrad, kMaximize>(table.tensors[i], begin, end, coefficients[i],
+                                                                   keys[i]);
+    });
+  } else {
+    parallel_for_each_span(table, max_threads, 1, [&](int64_t i, int64_t begin, int64_t end) {
+      adam_span<Precision, kWeightDecay, kAmsgrad, kMaximize>(table.tensors[i], begin, end, coefficients[i], keys[i]);
+    });
+  }
 }
 
 void adam_step(const TensorTable& table, const StepConstants& constants, const AdamHyperparameters& hp,
                int max_threads) {
-  dispatch_precision(table.param_dtype, table.state_dtype, table.param_update, [&](auto precision) {
+  dispatch_precision<true>(table.param_dtype, table.state_dtype, table.param_update, [&](auto precision) {
     dispatch_adam_mode(hp.weight_decay_mode, hp.amsgrad, hp.maximize, [&](auto weight_decay, auto amsgrad, auto maximize) {
       run<decltype(precision), decltype(weight_decay)::value, decltype(amsgrad)::value, decltype(maximize)::value>(
           table, constants, max_threads);

@@ -25,7 +25,7 @@ void bandwidth_probe(uint32_t* a, uint32_t* b, uint32_t* c, const uint32_t* d, i
   TensorTable table;
   table.first_element = {0, words};
   table.tensors.resize(1);
-  parallel_for_each_span(table, max_threads, [&](int64_t, int64_t begin, int64_t end) {
+  parallel_for_each_span(table, max_threads, 1, [&](int64_t, int64_t begin, int64_t end) {
     probe_span(a + begin, b + begin, c + begin, d + begin, end - begin);
   });
 }

@@ -25,25 +25,32 @@ inline int threads_for(int64_t total_numel, int max_threads) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(max_threads, useful)));
 }
 
-// Calls span(tensor_index, begin, end) for every piece of every tensor, each piece in exactly one thread.
+// Calls span(tensor_index, begin, end) for every piece of every tensor, each piece in exactly one thread. A piece
+// begins at a multiple of `granule` elements from its tensor's start (8-bit moments: a thread owns whole blocks).
 template <typename SpanFn>
-void parallel_for_each_span(const TensorTable& table, int max_threads, SpanFn&& span) {
+void parallel_for_each_span(const TensorTable& table, int max_threads, int64_t granule, SpanFn&& span) {
   const int64_t total = table.total_numel();
   if (total == 0) return;
   const int num_threads = threads_for(total, max_threads);
+  const auto& first = table.first_element;
 
 #pragma omp parallel num_threads(num_threads)
   {
     const int64_t threads = omp_get_num_threads();
     const int64_t thread = omp_get_thread_num();
+    // Non-decreasing in t, and the same function for the thread that ends at a boundary and the one that begins there.
     auto boundary = [&](int64_t t) {
-      const int64_t raw = total * t / threads;
-      return t == threads ? total : std::min(total, raw / kSliceAlignment * kSliceAlignment);
+      if (t == threads) return total;
+      int64_t at = std::min(total, total * t / threads / kSliceAlignment * kSliceAlignment);
+      if (granule > 1) {
+        const int64_t i = std::upper_bound(first.begin(), first.end(), at) - first.begin() - 1;
+        at = first[i] + (at - first[i]) / granule * granule;
+      }
+      return at;
     };
     const int64_t slice_begin = boundary(thread);
     const int64_t slice_end = boundary(thread + 1);
     if (slice_begin < slice_end) {
-      const auto& first = table.first_element;
       // The tensor holding slice_begin: the last i with first[i] <= slice_begin (skipping empty ones).
       int64_t i = std::upper_bound(first.begin(), first.end(), slice_begin) - first.begin() - 1;
       for (int64_t pos = slice_begin; pos < slice_end; ++i) {

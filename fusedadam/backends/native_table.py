@@ -6,11 +6,13 @@ from typing import Sequence
 import torch
 
 from .._native import native
-from ..precision import PARAM_UPDATE_CODES
+from ..precision import ABSMAX_KEYS, CODES_DTYPE, PARAM_UPDATE_CODES
 from .base import StateLayout
 
 # Codes of csrc/tensor_table.h DType.
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+# ... and DType::kMoment8Bit, the 8-bit codes (precision.CODES_DTYPE), a state dtype only.
+STATE_DTYPE_CODES = {**DTYPE_CODES, CODES_DTYPE: 4}
 
 
 def match_layout(p: torch.Tensor, state: dict, keys: Sequence[str]) -> None:
@@ -41,8 +43,9 @@ class PartitionTable:
                  steps: torch.Tensor):
         self.params = list(params)
         keys = layout.precision.state_keys(layout.amsgrad)
+        absmax_keys = [ABSMAX_KEYS[key] for key in layout.precision.moment_keys(layout.amsgrad)]
         for p, s in zip(self.params, states):
-            match_layout(p, s, keys)
+            match_layout(p, s, [key for key in keys if key not in absmax_keys])
         dtype = self.params[0].dtype
         precision = layout.precision
 
@@ -51,7 +54,7 @@ class PartitionTable:
 
         self.native = native().TensorTable(
             dtype=DTYPE_CODES[dtype],
-            state_dtype=DTYPE_CODES[precision.state_dtype],
+            state_dtype=STATE_DTYPE_CODES[precision.state_dtype],
             param_update=PARAM_UPDATE_CODES[precision.update],
             step_is_double=steps.dtype == torch.float64,
             numels=[p.numel() for p in self.params],
@@ -61,6 +64,9 @@ class PartitionTable:
             max_exp_avg_sqs=addresses("max_exp_avg_sq", layout.amsgrad),
             masters=addresses("master_param", precision.master),
             compensations=addresses("kahan_compensation", precision.compensation),
+            exp_avg_absmaxes=addresses(ABSMAX_KEYS["exp_avg"], precision.quantized),
+            exp_avg_sq_absmaxes=addresses(ABSMAX_KEYS["exp_avg_sq"], precision.quantized),
+            max_exp_avg_sq_absmaxes=addresses(ABSMAX_KEYS["max_exp_avg_sq"], precision.quantized and layout.amsgrad),
             salts=[salt % 2**32 for salt in layout.salts],
             steps=[steps.data_ptr() + steps.element_size() * i for i in range(len(states))],
             param_objects=self.params,

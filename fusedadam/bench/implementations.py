@@ -37,16 +37,27 @@ class Implementation:
             return None
         options = dict(self.precision)
         reason = precision_unsupported_reason(options, torch.empty(0, dtype=dtype))
-        if reason is None and precision_of(options, dtype).is_torchs(dtype):
+        if reason is None and precision_of(options, dtype, _LARGE).is_torchs(dtype):
             reason = f"its options change nothing for {dtype} parameters"
         return reason
 
-    def bytes_moved(self, dtype: torch.dtype, amsgrad: bool) -> int:
-        """Bytes one step moves per parameter: p, g, m, v (vmax) as torch stores them, or as the options do."""
-        return precision_of(dict(self.precision), dtype).bytes_moved(dtype, amsgrad)
+    def bytes_moved(self, dtype: torch.dtype, amsgrad: bool, numels: tuple[int, ...] = ()) -> float:
+        """Bytes one step moves per parameter of tensors of these sizes (default: one large tensor): p, g, m, v
+        (vmax) as torch stores them, or as the options do (8-bit moments: codes and absmaxes, and the fp32 moments
+        of tensors too small to quantize)."""
+        return self._per_param(dtype, numels, lambda precision: precision.bytes_moved(dtype, amsgrad))
 
-    def bytes_held(self, dtype: torch.dtype, amsgrad: bool) -> int:
-        return precision_of(dict(self.precision), dtype).bytes_held(dtype, amsgrad)
+    def bytes_held(self, dtype: torch.dtype, amsgrad: bool, numels: tuple[int, ...] = ()) -> float:
+        return self._per_param(dtype, numels, lambda precision: precision.bytes_held(dtype, amsgrad))
+
+    def _per_param(self, dtype: torch.dtype, numels: tuple[int, ...], bytes_of) -> float:
+        options = dict(self.precision)
+        numels = tuple(numels) or (_LARGE,)
+        return sum(bytes_of(precision_of(options, dtype, n)) * n for n in numels) / max(1, sum(numels))
+
+
+# The size of a tensor that takes every storage option (8-bit moments start at 4096 elements).
+_LARGE = 1 << 30
 
 
 class _CompiledStep:
@@ -75,7 +86,10 @@ PRECISION_MODES = {
     "bf16-states": dict(state_dtype=torch.bfloat16),
     "stochastic": dict(rounding="stochastic"),
     "kahan": dict(kahan_summation=True),
+    "8bit": dict(state_dtype="8bit"),
 }
+# Modes only the CPU kernel has so far (the device backends refuse them with a clear error).
+CPU_ONLY_MODES = ("8bit",)
 
 
 def _fusedadam_mode(backend: str, devices: tuple[str, ...], mode: str) -> Implementation:
@@ -96,13 +110,18 @@ IMPLEMENTATIONS = {i.name: i for i in [
     _fusedadam("triton", ("cuda",)),
     *[_fusedadam_mode(backend, devices, mode) for backend, devices in (("cpu", ("cpu",)), ("cuda", ("cuda",)),
                                                                         ("triton", ("cuda",)))
-      for mode in PRECISION_MODES],
+      for mode in PRECISION_MODES if backend == "cpu" or mode not in CPU_ONLY_MODES],
     Implementation("deepspeed-cpuadam", _peer("deepspeed.ops.adam", "DeepSpeedCPUAdam", adamw_mode=True), ("cpu",),
                    requires="deepspeed"),
     Implementation("deepspeed-fusedadam", _peer("deepspeed.ops.adam", "FusedAdam", adam_w_mode=True), ("cuda",),
                    requires="deepspeed"),
     Implementation("apex-fusedadam", _peer("apex.optimizers", "FusedAdam", adam_w_mode=True), ("cuda",),
                    requires="apex"),
+    # The 8-bit optimizers users run today (block-wise dynamic-tree maps): peers of fusedadam-*+8bit, asked for by name.
+    Implementation("bitsandbytes-adamw8bit", _peer("bitsandbytes.optim", "AdamW8bit"), ("cpu", "cuda"),
+                   requires="bitsandbytes", by_default=(), precision=tuple(PRECISION_MODES["8bit"].items())),
+    Implementation("torchao-adamw8bit", _peer("torchao.optim", "AdamW8bit"), ("cpu", "cuda"), requires="torchao",
+                   by_default=(), precision=tuple(PRECISION_MODES["8bit"].items())),
 ]}
 
 BASELINE = "torch-fused"

@@ -1,6 +1,7 @@
 """Parameter-shape presets: size matters, and so does the shape of the parameter list."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -10,6 +11,11 @@ class Preset:
     name: str
     shapes: tuple[tuple[int, ...], ...]
     description: str
+
+    @property
+    def numels(self) -> tuple[int, ...]:
+        """Each tensor's element count."""
+        return tuple(math.prod(shape) for shape in self.shapes)
 
     @property
     def numel(self) -> int:
@@ -98,5 +104,5 @@ def largest_flat(free_bytes: int, bytes_per_element: int) -> Preset:
     """flat-max resolved: the largest tensor, rounded down to a multiple of 2^20 elements and at most
     FLAT_MAX_LIMIT, for which `bytes_per_element` (every array the benchmark allocates per element) fits in
     `free_bytes`."""
-    n = min(FLAT_MAX_LIMIT, free_bytes // max(1, bytes_per_element)) // 2**20 * 2**20
+    n = min(FLAT_MAX_LIMIT, int(free_bytes // max(1, bytes_per_element))) // 2**20 * 2**20
     return Preset(f"flat-{n}", ((n,),), f"one tensor of {n:,} elements (the largest that fits): pure streaming")

@@ -61,7 +61,7 @@ def profile(preset_name: str, impl_name: str, dtype: torch.dtype, device: torch.
         compute_ms = sum(line.ms_per_step for line in lines if not line.name.startswith(_HOST_RANGES))
         host_ms = max(0.0, step_cpu_ms - compute_ms)
     lines.sort(key=lambda line: line.ms_per_step, reverse=True)
-    moved = IMPLEMENTATIONS[impl_name].bytes_moved(dtype, amsgrad) * preset.numel
+    moved = IMPLEMENTATIONS[impl_name].bytes_moved(dtype, amsgrad, preset.numels) * preset.numel
     return {
         "preset": preset.name, "impl": impl_name, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
         "steps": steps, "step_ms": step_ms, "host_ms_per_step": host_ms, "launches_per_step": launches,

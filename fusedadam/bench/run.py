@@ -20,7 +20,7 @@ from .presets import get as get_preset, largest_flat
 
 CEILING = "ceiling (4R+3W probe)"
 MEMORY_FRACTION = 0.8  # of the free memory a preset may take
-ALLOCATING = ("torch-forloop", "torch-foreach")
+ALLOCATING = ("torch-forloop", "torch-foreach", "bitsandbytes-adamw8bit", "torchao-adamw8bit")
 # Numbers not to trust: a step faster than the probe measured in the same rounds (no step moves its bytes faster
 # than the probe does: the probe was slowed by something else), or samples whose middle 60% spread over 15% of
 # their median. Either makes a preset measure again, its samples pooled, up to MEASUREMENTS times in all; then the
@@ -44,7 +44,7 @@ class Row:
     vs_torch_fused: float | None  # torch-fused time / this time: > 1 is faster
     numel: int
     tensors: int
-    bytes_per_param: int
+    bytes_per_param: float
     noise: str | None = None  # why this preset's numbers are not to be trusted (distrust), after every measurement
 
 
@@ -90,7 +90,7 @@ def _percentile(values, q):
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def bytes_per_element(impl_names, dtype: torch.dtype, amsgrad: bool) -> int:
+def bytes_per_element(impl_names, dtype: torch.dtype, amsgrad: bool) -> float:
     """Bytes one benchmark allocates per parameter element: each implementation's parameter and state, the
     gradients (shared), the probe's four arrays."""
     return sum(IMPLEMENTATIONS[n].bytes_held(dtype, amsgrad) for n in impl_names) + 5 * dtype.itemsize
@@ -166,7 +166,8 @@ def _rows(samples: dict, probe_bytes: int, preset, dtype, amsgrad) -> list[Row]:
     for name, values in samples.items():
         ms = statistics.median(values)
         # The probe's row is labelled with torch's bytes (it moves as many bytes as the preset's arrays).
-        moved_per_param = IMPLEMENTATIONS[BASELINE if name == CEILING else name].bytes_moved(dtype, amsgrad)
+        moved_per_param = IMPLEMENTATIONS[BASELINE if name == CEILING else name].bytes_moved(dtype, amsgrad,
+                                                                                             preset.numels)
         moved = probe_bytes if name == CEILING else moved_per_param * preset.numel
         gbps = moved / ms / 1e6
         rows.append(Row(impl=name, preset=preset.name, dtype=str(dtype).replace("torch.", ""), ms=ms,
