@@ -1,6 +1,7 @@
-"""Train the character-level transformer of char_transformer.py six ways, from the same initial weights on the
-same batches, and draw the loss curves: an fp32 model; an fp32 model whose optimizer states are bf16; and a bf16
-model stepped plainly, with fp32 master weights, with stochastic rounding, and with Kahan summation.
+"""Train the character-level transformer of char_transformer.py seven ways, from the same initial weights on the
+same batches, and draw the loss curves: an fp32 model; an fp32 model whose optimizer states are bf16, and one whose
+states are 8-bit; and a bf16 model stepped plainly, with fp32 master weights, with stochastic rounding, and with
+Kahan summation.
 
     python examples/precision_modes.py --out examples/precision_modes.png --json examples/precision_modes.json
 
@@ -24,6 +25,7 @@ from fusedadam import FusedAdamW  # noqa: E402
 RUNS = {
     "fp32": (torch.float32, {}),
     "fp32, bf16 states": (torch.float32, dict(state_dtype=torch.bfloat16)),
+    "fp32, 8-bit states": (torch.float32, dict(state_dtype="8bit")),
     "bf16": (torch.bfloat16, {}),
     "bf16 + master weights": (torch.bfloat16, dict(master_weights=True)),
     "bf16 + stochastic rounding": (torch.bfloat16, dict(rounding="stochastic")),
@@ -39,7 +41,7 @@ def plot_against_fp32(curves: dict[str, list[float]], path: str, window: int = 2
     import matplotlib.pyplot as plt
 
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True, height_ratios=(3, 2))
-    styles = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+    styles = ("-", "--", (0, (1, 1)), ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
     reference = curves.get("fp32")
     for (label, losses), style in zip(curves.items(), styles * len(curves)):
         steps = range(1, len(losses) + 1)
