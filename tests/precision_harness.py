@@ -6,6 +6,8 @@ other side of a rounding boundary (then one ulp away, and rare) or the result ca
 operands; values stored in fp32 or fp64 must be within a few ulps of the magnitudes they were computed from."""
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from fusedadam.precision import COMPENSATION_KEY, MASTER_KEY, Precision
@@ -88,3 +90,31 @@ def operand_magnitudes(before: EmulatedState, after: EmulatedState, grad: torch.
     second = before.exp_avg_sq.abs() + g * g
     return {"param": param, "master": param, "exp_avg": before.exp_avg.abs() + g, "exp_avg_sq": second,
             "max_exp_avg_sq": second + before.max_exp_avg_sq.abs(), "compensation": param}
+
+
+def step_through(params, optimizer, grads) -> None:
+    """One optimizer step per entry of `grads` (a list of per-parameter gradients), each gradient a fresh copy."""
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        optimizer.step()
+
+
+def resumed_from_checkpoint(fresh, grads, at: int = 2):
+    """Steps `fresh()` (-> params, optimizer) through every step of `grads`; and a second `fresh()`, loaded with the
+    first's parameters and state_dict() after `at` steps, through the rest. Returns both (params, optimizer) pairs;
+    the loaded one is checked to hold every state tensor in the dtype the first one held when it was saved."""
+    params, optimizer = fresh()
+    step_through(params, optimizer, grads[:at])
+    saved_state, saved_params = copy.deepcopy((optimizer.state_dict(), [p.detach().clone() for p in params]))
+    dtypes = [{k: v.dtype for k, v in optimizer.state[p].items()} for p in params]
+    step_through(params, optimizer, grads[at:])
+    restored, loaded = fresh()
+    with torch.no_grad():
+        for p, value in zip(restored, saved_params):
+            p.copy_(value)
+    loaded.load_state_dict(saved_state)
+    for p, saved_dtypes in zip(restored, dtypes):
+        assert {k: v.dtype for k, v in loaded.state[p].items()} == saved_dtypes
+    step_through(restored, loaded, grads[at:])
+    return (params, optimizer), (restored, loaded)

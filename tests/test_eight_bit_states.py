@@ -12,7 +12,8 @@ from fusedadam.precision import ABSMAX_KEYS, MOMENT_MAPS, precision_of
 from fusedadam.quantization import BLOCK, SMALLEST_QUANTIZED, dequantize_moment, memory_order, quantize_moment
 from fusedadam.reference import AdamConfig, emulated_adam_step
 from harness import make_problem
-from precision_harness import assert_stored_like, emulated_state, fresh_emulated_state, operand_magnitudes
+from precision_harness import (assert_stored_like, emulated_state, fresh_emulated_state, operand_magnitudes,
+                               resumed_from_checkpoint)
 from specs import backend_params, require
 
 bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
@@ -162,13 +163,6 @@ def test_state_bytes_per_parameter(amsgrad):
     assert held == pytest.approx(big.nbytes + moments * (big.numel() + 4 * big.numel() / BLOCK))
 
 
-def _train(params, optimizer, grads):
-    for step_grads in grads:
-        for p, g in zip(params, step_grads):
-            p.grad = g.clone()
-        optimizer.step()
-
-
 @pytest.mark.parametrize("mode", EIGHT_BIT_MODES.values(), ids=EIGHT_BIT_MODES.keys())
 def test_state_dict_round_trip_continues_bit_identically(mode):
     dtype, options = mode
@@ -178,22 +172,12 @@ def test_state_dict_round_trip_continues_bit_identically(mode):
         params = [p.clone() for p in problem.params]
         return params, FusedAdamW(params, lr=0.01, amsgrad=True, rounding_seed=9, **options)
 
-    params, optimizer = fresh()
-    _train(params, optimizer, problem.grads[:2])
-    saved = copy.deepcopy((optimizer.state_dict(), [p.detach().clone() for p in params]))
-    _train(params, optimizer, problem.grads[2:])
-
-    restored, loaded = fresh()
-    with torch.no_grad():
-        for p, value in zip(restored, saved[1]):
-            p.copy_(value)
-    loaded.load_state_dict(saved[0])
-    _train(restored, loaded, problem.grads[2:])
+    (params, optimizer), (restored, loaded) = resumed_from_checkpoint(fresh, problem.grads)
     for p, q in zip(restored, params):
         assert torch.equal(p, q)
         assert set(loaded.state[p]) == set(optimizer.state[q])
         for key, value in optimizer.state[q].items():
-            assert value.dtype == loaded.state[p][key].dtype and torch.equal(loaded.state[p][key], value), key
+            assert torch.equal(loaded.state[p][key], value), key
 
 
 def test_a_torch_adamw_checkpoint_is_quantized_on_load():
@@ -315,13 +299,19 @@ def test_a_state_tensor_replaced_between_steps_is_checked_before_anything_moves(
         assert torch.equal(value, before[1][key]), key
 
 
+def _twins():
+    """Two optimizers, each of one parameter, at the same point after one step: the same values, the same state."""
+    p, optimizer = _stepped()
+    q, twin = _stepped()
+    with torch.no_grad():
+        q.copy_(p)
+    twin.load_state_dict(optimizer.state_dict())
+    return (p, optimizer), (q, twin)
+
+
 def test_a_replaced_absmax_of_another_dtype_or_layout_is_used_as_fp32():
     """An absmax of the right shape but another float dtype, or a strided view, is converted, never read raw."""
-    p, optimizer = _stepped()
-    reference_p, reference = _stepped()
-    with torch.no_grad():
-        reference_p.copy_(p)
-    reference.load_state_dict(optimizer.state_dict())
+    (p, optimizer), (reference_p, reference) = _twins()
     state = optimizer.state[p]
     state["exp_avg_absmax"] = state["exp_avg_absmax"].double()
     state["exp_avg_sq_absmax"] = torch.stack([state["exp_avg_sq_absmax"]] * 2, dim=1)[:, 0]  # stride 2
@@ -357,11 +347,7 @@ def test_changing_state_dtype_between_steps_converts_both_ways():
 
 def test_under_torch_compile_8bit_states_step_eagerly_with_the_same_bits():
     """No custom op steps 8-bit moments yet: the compiled function breaks its graph at the step, which runs eagerly."""
-    compiled_p, compiled = _stepped()
-    eager_p, eager = _stepped()
-    with torch.no_grad():
-        eager_p.copy_(compiled_p)
-    eager.load_state_dict(compiled.state_dict())
+    (compiled_p, compiled), (eager_p, eager) = _twins()
     step = torch.compile(compiled.step)
     for _ in range(2):
         compiled_p.grad = torch.randn_like(compiled_p)

@@ -11,8 +11,8 @@ from fusedadam.precision import precision_of
 from fusedadam.reference import (AdamConfig, emulated_adam_step, round_to_bf16_stochastically, rounding_bits,
                                  rounding_key)
 from harness import make_problem
-from precision_harness import (assert_stored_like, emulated_state, fresh_emulated_state,
-                               operand_magnitudes)
+from precision_harness import (assert_stored_like, emulated_state, fresh_emulated_state, operand_magnitudes,
+                               resumed_from_checkpoint)
 from specs import backend_params, require
 
 bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
@@ -212,26 +212,7 @@ def test_state_dict_round_trip_continues_identically(mode):
         params = [p.clone() for p in problem.params]
         return params, FusedAdamW(params, lr=0.01, rounding_seed=9, **options)
 
-    def steps(params, optimizer, grads):
-        for step_grads in grads:
-            for p, g in zip(params, step_grads):
-                p.grad = g.clone()
-            optimizer.step()
-
-    params, optimizer = fresh()
-    steps(params, optimizer, problem.grads[:2])
-    saved = copy.deepcopy((optimizer.state_dict(), [p.detach().clone() for p in params]))
-    steps(params, optimizer, problem.grads[2:])
-
-    restored, loaded = fresh()
-    with torch.no_grad():
-        for p, value in zip(restored, saved[1]):
-            p.copy_(value)
-    loaded.load_state_dict(saved[0])
-    for p, q in zip(restored, params):
-        for key, value in loaded.state[p].items():
-            assert value.dtype == optimizer.state[q][key].dtype, key
-    steps(restored, loaded, problem.grads[2:])
+    (params, optimizer), (restored, loaded) = resumed_from_checkpoint(fresh, problem.grads)
     for p, q in zip(restored, params):
         assert torch.equal(p, q)
         for key, value in optimizer.state[q].items():
