@@ -52,19 +52,18 @@ FUSEDADAM_HOST_DEVICE uint32_t encode_magnitude(float y) {
   constexpr int kDrop = 23 - Map::kMantissaBits;
   const float smallest_normal = float_of_bits(Map::kSmallestNormalBits);
   // Normal y: keep the top mantissa bits, the dropped ones rounded to nearest even; a carry runs into the exponent
-  // (the next binade's first code). Then move the exponent from fp32's bias to the map's. Wraps for other y, unused.
+  // (the next binade's first code). Then move the exponent from fp32's bias to the map's. NaN and inf land past the
+  // largest code (their exponent field is all ones) and are clamped below.
   const uint32_t bits = float_bits(y);
   const uint32_t normal =
       ((bits + ((1u << (kDrop - 1)) - 1) + ((bits >> kDrop) & 1u)) >> kDrop) - ((127u - Map::kBias) << Map::kMantissaBits);
-  // Subnormal y: a multiple of the step. The division by a power of two is exact, rint rounds half to even; the
-  // operand is capped at the smallest normal (whose code the value just under it may round up to), so that a large
-  // or NaN y, whose code is the other one, converts without overflow.
-  const float below = y < smallest_normal ? y : smallest_normal;
-  const auto subnormal =
-      static_cast<uint32_t>(static_cast<int32_t>(std::rint(below / float_of_bits(Map::kSubnormalStepBits))));
-  uint32_t code = y >= smallest_normal ? normal : subnormal;
-  code = code < Map::kMaxMagnitude ? code : Map::kMaxMagnitude;
-  return y != y ? Map::kMaxMagnitude : code;
+  // Subnormal y: the nearest multiple of the step, ties to even. Added to step * 2^23, whose ulp is the step, y is
+  // rounded there by the fp32 addition itself, and the sum's bits count the steps: rint(y / step) in one add (the
+  // value just under the smallest normal may round up to that normal's code, 2^m steps).
+  const float magic = float_of_bits(Map::kSubnormalStepBits + (23u << 23));
+  const uint32_t subnormal = float_bits((y < smallest_normal ? y : 0.0f) + magic) - float_bits(magic);
+  const uint32_t code = y < smallest_normal ? subnormal : normal;
+  return code < Map::kMaxMagnitude ? code : Map::kMaxMagnitude;
 }
 
 template <typename Map>
