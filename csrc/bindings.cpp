@@ -360,6 +360,11 @@ void adam_step_cpu(const PyTensorTable& self, double lr, double beta1, double be
   for (const auto& t : table.tensors) {
     if (t.numel > 0 && t.grad == nullptr) throw std::invalid_argument("adam_step_cpu: a gradient pointer is unset");
     if (amsgrad && t.numel > 0 && t.max_exp_avg_sq == nullptr) throw std::invalid_argument("amsgrad needs max_exp_avg_sq");
+    const bool absmax_missing = t.exp_avg_absmax == nullptr || t.exp_avg_sq_absmax == nullptr ||
+                                (amsgrad && t.max_exp_avg_sq_absmax == nullptr);
+    if (table.quantized() && t.numel > 0 && absmax_missing) {
+      throw std::invalid_argument("adam_step_cpu: 8-bit moments need every moment's absmax");
+    }
   }
   const AdamHyperparameters hp{lr, beta1, beta2, eps, weight_decay, static_cast<WeightDecay>(weight_decay_mode),
                                amsgrad, maximize, seed};

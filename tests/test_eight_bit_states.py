@@ -357,3 +357,25 @@ def test_under_torch_compile_8bit_states_step_eagerly_with_the_same_bits():
     assert torch.equal(compiled_p, eager_p)
     for key, value in eager.state[eager_p].items():
         assert torch.equal(compiled.state[compiled_p][key], value), key
+
+
+def test_the_native_step_refuses_a_table_of_8bit_moments_without_an_absmax():
+    """The kernel reads one absmax per block: a table built without one (address 0) is refused before any counter
+    or code moves, whatever built it."""
+    from fusedadam._native import native
+
+    n = 300
+    p, g, step = torch.randn(n), torch.randn(n), torch.zeros(1)
+    exp_avg, exp_avg_sq, absmax = (torch.zeros(n, dtype=torch.uint8), torch.zeros(n, dtype=torch.uint8),
+                                   torch.zeros(2))
+    table = native().TensorTable(
+        dtype=0, state_dtype=4, param_update=0, step_is_double=False, numels=[n], params=[p.data_ptr()],
+        exp_avgs=[exp_avg.data_ptr()], exp_avg_sqs=[exp_avg_sq.data_ptr()], max_exp_avg_sqs=[], masters=[],
+        compensations=[], exp_avg_absmaxes=[absmax.data_ptr()], exp_avg_sq_absmaxes=[0], max_exp_avg_sq_absmaxes=[],
+        salts=[0], steps=[step.data_ptr()], param_objects=[p], param_shapes=[tuple(p.shape)],
+        param_strides=[p.stride()], param_contiguous=[True], torch_dtype=torch.float32, strided_layout=torch.strided,
+        tensor_base=torch._C.TensorBase)
+    table.set_grads([g.data_ptr()])
+    with pytest.raises(ValueError, match="8-bit moments need every moment's absmax"):
+        native().adam_step_cpu(table, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0, False, False, 0, 1)
+    assert step.item() == 0 and not exp_avg.any() and not exp_avg_sq.any()
