@@ -103,23 +103,35 @@ FUSEDADAM_HOST_DEVICE float block_absmax(const float* x, int64_t n) {
   return float_of_bits(largest);
 }
 
+// One block of a moment (n <= kBlock values): its absmax and codes, and back. The kernels call these per block; always
+// inlined, so each CPU ISA variant compiles the loops with its own vectors.
+template <typename Map>
+FUSEDADAM_HOST_DEVICE void encode_block(const float* __restrict__ values, int64_t n, uint8_t* __restrict__ codes,
+                                        float* __restrict__ absmax) {
+  *absmax = block_absmax(values, n);
+  const float scale = block_scale<Map>(*absmax);
+  for (int64_t i = 0; i < n; ++i) codes[i] = encode<Map>(values[i], scale);
+}
+
+template <typename Map>
+FUSEDADAM_HOST_DEVICE void decode_block(const uint8_t* __restrict__ codes, float absmax, int64_t n,
+                                        float* __restrict__ values) {
+  const float inverse_scale = block_inverse_scale<Map>(absmax);
+  for (int64_t i = 0; i < n; ++i) values[i] = decode<Map>(codes[i], inverse_scale);
+}
+
 // n fp32 values to n codes and one absmax per block (the last block may be short).
 template <typename Map>
 inline void quantize_span(const float* x, int64_t n, uint8_t* codes, float* absmax) {
   for (int64_t start = 0, block = 0; start < n; start += kBlock, ++block) {
-    const int64_t size = n - start < kBlock ? n - start : kBlock;
-    absmax[block] = block_absmax(x + start, size);
-    const float scale = block_scale<Map>(absmax[block]);
-    for (int64_t i = 0; i < size; ++i) codes[start + i] = encode<Map>(x[start + i], scale);
+    encode_block<Map>(x + start, n - start < kBlock ? n - start : kBlock, codes + start, absmax + block);
   }
 }
 
 template <typename Map>
 inline void dequantize_span(const uint8_t* codes, const float* absmax, int64_t n, float* x) {
   for (int64_t start = 0, block = 0; start < n; start += kBlock, ++block) {
-    const int64_t size = n - start < kBlock ? n - start : kBlock;
-    const float inverse_scale = block_inverse_scale<Map>(absmax[block]);
-    for (int64_t i = 0; i < size; ++i) x[start + i] = decode<Map>(codes[start + i], inverse_scale);
+    decode_block<Map>(codes + start, absmax[block], n - start < kBlock ? n - start : kBlock, x + start);
   }
 }
 

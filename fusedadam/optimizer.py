@@ -401,7 +401,7 @@ def _store_moment(state: dict, key: str, p: torch.Tensor, precision: Precision) 
     if not precision.quantized:
         if value is None:
             value = torch.zeros_like(p, dtype=precision.state_dtype, memory_format=torch.preserve_format)
-        elif value.dtype != precision.state_dtype or value.stride() != p.stride():
+        elif value.dtype != precision.state_dtype:  # the layout is the native table's to match (match_layout)
             value = torch.empty_like(p, dtype=precision.state_dtype).copy_(value)
         state[key] = value
         return

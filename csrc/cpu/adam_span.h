@@ -128,23 +128,6 @@ inline __attribute__((always_inline)) void update_span(Param* const param, const
   }
 }
 
-// The n <= kBlock values of one block of an 8-bit moment, decoded into fp32 scratch.
-template <typename Map>
-inline __attribute__((always_inline)) void decode_block(const uint8_t* __restrict codes, float absmax, int64_t n,
-                                                        float* __restrict values) {
-  const float inverse_scale = quantization::block_inverse_scale<Map>(absmax);
-  for (int64_t i = 0; i < n; ++i) values[i] = quantization::decode<Map>(codes[i], inverse_scale);
-}
-
-// n <= kBlock fp32 values encoded as one block: its absmax and codes.
-template <typename Map>
-inline __attribute__((always_inline)) void encode_block(const float* __restrict values, int64_t n,
-                                                        uint8_t* __restrict codes, float* __restrict absmax) {
-  *absmax = quantization::block_absmax(values, n);
-  const float scale = quantization::block_scale<Map>(*absmax);
-  for (int64_t i = 0; i < n; ++i) codes[i] = quantization::encode<Map>(values[i], scale);
-}
-
 template <typename Precision>
 using ParamOf = typename StorageOf<Precision::param>::type;
 template <typename Precision>
@@ -172,7 +155,8 @@ void adam_span(const TensorSlot& t, int64_t begin, int64_t end, const StepCoeffi
 template <typename Precision, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
 void adam_span_8bit(const TensorSlot& t, int64_t begin, int64_t end, const StepCoefficients<Precision>& c,
                     uint32_t rounding_key) {
-  using quantization::kBlock, quantization::SignedMap, quantization::UnsignedMap;
+  using quantization::decode_block, quantization::encode_block, quantization::kBlock, quantization::SignedMap,
+      quantization::UnsignedMap;
   using Param = ParamOf<Precision>;
   constexpr ParamUpdate kUpdate = Precision::update;
   Param* const param = static_cast<Param*>(t.param);
