@@ -146,10 +146,11 @@ CATALOG = [
            ("tests/test_reference.py",)),
     # ------------------------------------------------------------------------------------------------ CPU kernel
     Mutant("cpu-stochastic-bits-by-slice", "cpu", "csrc/cpu/adam_span.h",
-           "c, rounding_key, begin + at);", "c, rounding_key, at);",
+           "c, rounding_key, first_index + at);", "c, rounding_key, at);",
            "stochastic rounding's bits indexed by the element's place in a thread's slice, not in its tensor",
            ("tests/test_thread_independence.py",), "stochastic",
-           also=(("csrc/cpu/adam_span.h", "c, rounding_key, begin + grouped);", "c, rounding_key, grouped);"),)),
+           also=(("csrc/cpu/adam_span.h", "c, rounding_key, first_index + grouped);",
+                  "c, rounding_key, grouped);"),)),
     Mutant("cpu-group-moment-not-stored", "cpu", "csrc/cpu/adam_span.h",
            "      store_group(group_m, exp_avg + at);\n", "",
            "a group's 16-bit exp_avg is never rounded back: only the last n % 32 elements' first moments move",
