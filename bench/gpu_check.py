@@ -189,12 +189,14 @@ def main() -> int:
             f"{sanitizer} --tool {tool} --error-exitcode 3 {PYTHON} bench/sanitizer_problem.py --backend {backend}"
             for tool in ("memcheck", "racecheck", "synccheck"))], parse=sanitizer_findings)
     phase("matrix", 90, pytest + ["-m", "gpu", "--maxfail=20", "tests/test_correctness.py", "tests/test_grad_scaler.py",
-                                  "tests/test_precision_modes.py", "tests/test_storage_rounding.py"],
+                                  "tests/test_precision_modes.py", "tests/test_storage_rounding.py",
+                                  "tests/test_eight_bit_states.py"],
           parse=pytest_counts)
     phase("bench-precision", 60, bench + ["--dtype", "bf16", "fp32", "--presets", "gpt2-124m", "llama-1b", "--impls",
                                           "torch-fused", "fusedadam-cuda", "fusedadam-cuda+master",
                                           "fusedadam-cuda+bf16-states", "fusedadam-cuda+stochastic",
                                           "fusedadam-cuda+kahan", "fusedadam-triton+master", "fusedadam-triton+kahan",
+                                          "fusedadam-triton+8bit", "bitsandbytes-adamw8bit", "torchao-adamw8bit",
                                           "--json", str(OUT / "bench-precision.json")])
     phase("bench-compiled", 60, bench + ["--dtype", "fp32", "--presets", "gpt2-124m", "--impls", "torch-fused",
                                          "torch-compiled", "fusedadam-cuda", "fusedadam-triton",

@@ -339,6 +339,11 @@ py::tuple write_launch_table(const PyTensorTable& self, uintptr_t address, int64
   if (words != launch_table::num_words(self.table, chunk_size)) {
     throw std::invalid_argument("write_launch_table: the buffer does not have launch_table_words(chunk_size) words");
   }
+  if (self.table.quantized() && chunk_size % quantization::kBlock != 0) {
+    // A block's absmax is written by the one program that steps the block.
+    throw std::invalid_argument("write_launch_table: 8-bit moments need chunk_size a multiple of " +
+                                std::to_string(quantization::kBlock));
+  }
   for (const auto& t : self.table.tensors) {
     if (t.numel > 0 && t.grad == nullptr) throw std::invalid_argument("write_launch_table: a gradient pointer is unset");
   }
@@ -445,7 +450,9 @@ PYBIND11_MODULE(_C, m) {
     const std::pair<const char*, int> columns[] = {
         {"TENSOR_COLUMNS", kTensorColumns}, {"PARAM", kParam}, {"GRAD", kGrad}, {"EXP_AVG", kExpAvg},
         {"EXP_AVG_SQ", kExpAvgSq}, {"MAX_EXP_AVG_SQ", kMaxExpAvgSq}, {"NUMEL", kNumel}, {"MASTER", kMaster},
-        {"COMPENSATION", kCompensation}, {"SALT", kSalt}, {"CHUNK_COLUMNS", kChunkColumns},
+        {"COMPENSATION", kCompensation}, {"SALT", kSalt}, {"EXP_AVG_ABSMAX", kExpAvgAbsmax},
+        {"EXP_AVG_SQ_ABSMAX", kExpAvgSqAbsmax}, {"MAX_EXP_AVG_SQ_ABSMAX", kMaxExpAvgSqAbsmax},
+        {"CHUNK_COLUMNS", kChunkColumns},
         {"TENSOR_INDEX", kTensorIndex}, {"FIRST_ELEMENT", kFirstElement}};
     for (const auto& [name, value] : columns) layout.attr(name) = value;
   }

@@ -3,8 +3,10 @@
 // One int64 buffer in device memory, written on the host from a TensorTable:
 //   [ tensor rows: kTensorColumns words per tensor ][ chunk rows: kChunkColumns words per chunk ]
 // A tensor row holds the addresses of p, g, m, v, vmax (0 unless amsgrad), numel, the addresses of the fp32
-// master copy and the Kahan compensation buffer (0 unless that mode), and the rounding salt. A chunk row names
-// a tensor and the first element of a run of at most `chunk_size` elements of it. A persistent grid
+// master copy and the Kahan compensation buffer (0 unless that mode), the rounding salt, and with 8-bit moments the
+// addresses of each moment's fp32 block absmaxes (0 otherwise). A chunk row names a tensor and the first element of a
+// run of at most `chunk_size` elements of it; with 8-bit moments chunk_size is a multiple of the quantization block,
+// so every block, and its absmax, belongs to one chunk. A persistent grid
 // walks the chunk rows, so one launch covers any number of tensors: nothing is packed into kernel
 // arguments, and the table's address stays fixed, which keeps the launch CUDA-graph safe.
 //
@@ -26,8 +28,11 @@ enum TensorColumn : int {
   kMaster = 6,
   kCompensation = 7,
   kSalt = 8,
+  kExpAvgAbsmax = 9,
+  kExpAvgSqAbsmax = 10,
+  kMaxExpAvgSqAbsmax = 11,
 };
-constexpr int kTensorColumns = 9;
+constexpr int kTensorColumns = 12;
 
 enum ChunkColumn : int { kTensorIndex = 0, kFirstElement = 1 };
 constexpr int kChunkColumns = 2;

@@ -31,9 +31,14 @@ inline Written write(const TensorTable& table, int64_t chunk_size, int64_t* out)
     const uintptr_t addresses[] = {reinterpret_cast<uintptr_t>(t.param), reinterpret_cast<uintptr_t>(t.grad),
                                    reinterpret_cast<uintptr_t>(t.exp_avg), reinterpret_cast<uintptr_t>(t.exp_avg_sq),
                                    reinterpret_cast<uintptr_t>(t.max_exp_avg_sq), reinterpret_cast<uintptr_t>(t.master),
-                                   reinterpret_cast<uintptr_t>(t.compensation)};
-    const int columns[] = {kParam, kGrad, kExpAvg, kExpAvgSq, kMaxExpAvgSq, kMaster, kCompensation};
-    for (int k = 0; k < 7; ++k) {
+                                   reinterpret_cast<uintptr_t>(t.compensation),
+                                   reinterpret_cast<uintptr_t>(t.exp_avg_absmax),
+                                   reinterpret_cast<uintptr_t>(t.exp_avg_sq_absmax),
+                                   reinterpret_cast<uintptr_t>(t.max_exp_avg_sq_absmax)};
+    const int columns[] = {kParam,  kGrad,         kExpAvg,         kExpAvgSq,         kMaxExpAvgSq,
+                           kMaster, kCompensation, kExpAvgAbsmax,   kExpAvgSqAbsmax,   kMaxExpAvgSqAbsmax};
+    static_assert(sizeof(addresses) / sizeof(addresses[0]) == sizeof(columns) / sizeof(columns[0]));
+    for (size_t k = 0; k < sizeof(columns) / sizeof(columns[0]); ++k) {
       row[columns[k]] = static_cast<int64_t>(addresses[k]);
       address_bits |= addresses[k];
     }

@@ -57,11 +57,14 @@ FUSEDADAM_HOST_DEVICE uint32_t encode_magnitude(float y) {
   const uint32_t bits = float_bits(y);
   const uint32_t normal =
       ((bits + ((1u << (kDrop - 1)) - 1) + ((bits >> kDrop) & 1u)) >> kDrop) - ((127u - Map::kBias) << Map::kMantissaBits);
-  // Subnormal y: the nearest multiple of the step, ties to even. Added to step * 2^23, whose ulp is the step, y is
-  // rounded there by the fp32 addition itself, and the sum's bits count the steps: rint(y / step) in one add (the
-  // value just under the smallest normal may round up to that normal's code, 2^m steps).
-  const float magic = float_of_bits(Map::kSubnormalStepBits + (23u << 23));
-  const uint32_t subnormal = float_bits((y < smallest_normal ? y : 0.0f) + magic) - float_bits(magic);
+  // Subnormal y: the nearest multiple of the step, ties to even. y / step (exact: a power of two) added to 2^23, whose
+  // ulp is 1, is rounded there by the fp32 addition itself, and the sum's bits count the steps: rint(y / step) (the
+  // value just under the smallest normal may round up to that normal's code, 2^m steps). The division is a
+  // multiplication by 2^(bias + m - 1), not y + step * 2^23: a compiler that contracts (nvcc, Triton, GCC's
+  // -ffp-contract=fast) would fuse y = |x| * scale into that add and round the exact product instead of y; fused with
+  // this exact multiplication instead, it rounds the same sum.
+  const float inverse_step = float_of_bits((126u + Map::kBias + Map::kMantissaBits) << 23);  // 2^(bias + m - 1)
+  const uint32_t subnormal = float_bits((y < smallest_normal ? y : 0.0f) * inverse_step + 0x1p23f) - 0x4B000000u;
   const uint32_t code = y < smallest_normal ? subnormal : normal;
   return code < Map::kMaxMagnitude ? code : Map::kMaxMagnitude;
 }

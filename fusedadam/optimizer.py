@@ -163,7 +163,7 @@ class FusedAdam(torch.optim.Optimizer):
             p = entry[1] if isinstance(entry, tuple) else entry
             where = f"parameter {i} of param group {index}"
             check_param(p, where)
-            backend = resolve(filled["backend"], p, where)
+            backend = _backend_of(filled, p, where)
             check_precision_applies(filled, p, backend, lambda: native_refusal(p), where)
         super().add_param_group(param_group)
 
@@ -235,7 +235,7 @@ class FusedAdam(torch.optim.Optimizer):
         for index, group in enumerate(self.param_groups):
             chosen: dict[tuple[str, torch.dtype], set[str]] = {}
             for i, p in enumerate(group["params"]):
-                name = resolve(group["backend"], p, f"parameter {i} of param group {index}")
+                name = _backend_of(group, p, f"parameter {i} of param group {index}")
                 chosen.setdefault((str(p.device), p.dtype), set()).add(name)
             result.append({key: "+".join(sorted(names)) for key, names in chosen.items()})
         return result
@@ -329,7 +329,7 @@ class FusedAdam(torch.optim.Optimizer):
             where = f"parameter {i}{f' ({names[i]!r})' if names else ''} of param group {index}"
             check_grad(p, grad, where)
             check_state(p, self.state.get(p), group, where)
-            backend = resolve(group["backend"], p, where)
+            backend = _backend_of(group, p, where)
             check_precision_applies(group, p, backend, lambda: native_refusal(p), where)
             sharded = backend != "torch" and local_shard(p) is not None
             # One group may hold 8-bit moments and, for its small tensors, fp32 ones: one table each.
@@ -439,6 +439,11 @@ class FusedAdamW(FusedAdam):
 
 _CONFIG_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay", "foreach",
                 "fused", "capturable", "differentiable", "backend", *_PRECISION_OPTIONS)
+
+
+def _backend_of(group: dict, p: torch.Tensor, where: str) -> str:
+    """The backend that steps `p` in `group` (auto picks one whose kernel runs the parameter's storage)."""
+    return resolve(group["backend"], p, where, eight_bit=precision_of(group, p.dtype, p.numel()).quantized)
 
 
 def _storage_options(group: dict) -> tuple:

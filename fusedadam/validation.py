@@ -8,6 +8,7 @@ import torch
 
 from .precision import (ABSMAX_KEYS, PRECISION_DEFAULTS, check_precision_options, needs_native_backend,
                         precision_of, precision_unsupported_reason)
+from .backends import EIGHT_BIT_BACKENDS
 from .backends.local_shards import local_shard
 from .quantization import num_blocks
 
@@ -115,10 +116,10 @@ def check_precision_applies(group: dict, p: torch.Tensor, backend: str, refusal,
     if reason is not None:
         raise ValueError(f"{where}: {reason}")
     if precision_of(group, p.dtype, p.numel()).quantized:
-        if backend != "cpu":
-            raise ValueError(f"{where}: state_dtype='8bit' runs in the cpu backend's kernel so far, and this "
-                             f"parameter is stepped by the {backend} backend; use state_dtype=torch.bfloat16 for it "
-                             "(a param group of its own), or keep it on the CPU")
+        if backend not in EIGHT_BIT_BACKENDS:
+            raise ValueError(f"{where}: state_dtype='8bit' runs in the cpu and triton backends' kernels so far, and "
+                             f"this parameter is stepped by the {backend} backend; use backend='triton' (on a GPU), "
+                             "or state_dtype=torch.bfloat16 for it (a param group of its own)")
         if local_shard(p) is not None:
             raise ValueError(f"{where}: state_dtype='8bit' is not supported for DTensor (FSDP2) parameters yet; use "
                              "state_dtype=torch.bfloat16 for them")

@@ -1,5 +1,5 @@
 """state_dtype="8bit": exp_avg and exp_avg_sq (and max_exp_avg_sq) held as one byte per element plus an fp32 absmax
-per block of 256 (fusedadam/quantization.py), on the CPU kernel. Each step against its float64 emulation
+per block of 256 (fusedadam/quantization.py), on the CPU and Triton kernels. Each step against its float64 emulation
 (fusedadam.reference), the memory it saves, its checkpoints in both directions, and its errors."""
 import copy
 import math
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fusedadam import FusedAdam, FusedAdamW, to_torch_state_dict
+from fusedadam.backends import EIGHT_BIT_BACKENDS
 from fusedadam.precision import ABSMAX_KEYS, MOMENT_MAPS, precision_of
 from fusedadam.quantization import BLOCK, SMALLEST_QUANTIZED, dequantize_moment, memory_order, quantize_moment
 from fusedadam.reference import AdamConfig, emulated_adam_step
@@ -35,7 +36,9 @@ ADAM_MODES = {
 }
 # Under SMALLEST_QUANTIZED (fp32 moments), at it, a short last block, several thread slices, none at all.
 SHAPES = [(7,), (SMALLEST_QUANTIZED - 1,), (SMALLEST_QUANTIZED,), (70_001,), (0,)]
-CPU_PATHS = [b for b in backend_params(cpu_isas=True) if b.values[0].name == "cpu"]
+# The backends whose kernels step 8-bit moments, the CPU kernel under each ISA variant this CPU runs.
+EIGHT_BIT_PATHS = [b for b in backend_params(cpu_isas=True) if b.values[0].name in EIGHT_BIT_BACKENDS]
+CPU_PATHS = [b for b in EIGHT_BIT_PATHS if b.values[0].name == "cpu"]
 # Codes that must equal the emulation's: the rest sit where fp32 and float64 moments round to neighbouring codes.
 EXACT_CODES = 0.99
 
@@ -52,6 +55,7 @@ def grid_step(values: torch.Tensor, absmax: torch.Tensor, fmap) -> torch.Tensor:
 def assert_codes_like(name, codes, absmax, expected_codes, expected_absmax, fmap, operands):
     """The kernel's 8-bit moment against the emulation's: absmax within the fp32 error of its operands, codes equal
     but for a few that sit on a rounding boundary, and those a grid step (of the larger absmax) apart at most."""
+    codes, absmax = codes.cpu(), absmax.cpu()
     assert codes.dtype == torch.uint8 and absmax.dtype == fp32, name
     assert codes.shape == expected_codes.shape and absmax.shape == expected_absmax.shape, name
     if codes.numel() == 0:
@@ -83,16 +87,17 @@ def kernel_state(p, state, precision, amsgrad):
 
 @pytest.mark.parametrize("adam", ADAM_MODES.values(), ids=ADAM_MODES.keys())
 @pytest.mark.parametrize("mode", EIGHT_BIT_MODES.values(), ids=EIGHT_BIT_MODES.keys())
-@pytest.mark.parametrize("backend", CPU_PATHS)
+@pytest.mark.parametrize("backend", EIGHT_BIT_PATHS)
 def test_each_step_matches_its_float64_emulation(backend, mode, adam):
     """Every step, from the state the kernel stored at the previous one: the parameter (moved with this step's fp32
     moments, before they are quantized) as in the other modes, the moments' codes and block absmaxes as the map
-    writes them, and tensors under SMALLEST_QUANTIZED elements with fp32 moments."""
+    writes them, and tensors under SMALLEST_QUANTIZED elements with fp32 moments. The last shape ends in a partial
+    block inside a partial piece, several chunks long (the Triton kernel's chunks are 16384 elements)."""
     require(backend)
     dtype, options = mode
-    problem = make_problem(SHAPES, dtype, torch.device("cpu"), seed=15)
+    problem = make_problem(SHAPES, dtype, torch.device(backend.device), seed=15)
     params = [p.clone() for p in problem.params]
-    optimizer = FusedAdam(params, backend="cpu", rounding_seed=7, **adam.torch_kwargs(), **options)
+    optimizer = FusedAdam(params, backend=backend.name, rounding_seed=7, **adam.torch_kwargs(), **options)
     precisions = [precision_of(optimizer.param_groups[0], dtype, p.numel()) for p in params]
     assert [p.quantized for p in precisions] == [False, False, True, True, False]
     for step_grads in problem.grads:
@@ -105,7 +110,7 @@ def test_each_step_matches_its_float64_emulation(backend, mode, adam):
             if before is None:
                 before = fresh_emulated_state(problem.params[salt], dtype, precision)
             after = copy.deepcopy(before)
-            emulated_adam_step(after, g, adam, seed=7, salt=salt)
+            emulated_adam_step(after, g.cpu(), adam, seed=7, salt=salt)
             operands = operand_magnitudes(before, after, g, adam)
             state = optimizer.state[p]
             assert_stored_like(f"tensor {salt} param", p, after.param, dtype, operands["param"])
@@ -257,11 +262,9 @@ def test_a_group_mixes_8bit_and_fp32_moments_by_size_in_one_step():
     (torch.randn(5000).double(), dict(state_dtype="8bit"), ValueError, r"an fp64 parameter keeps fp64 state"),
     (torch.randn(5000), dict(state_dtype="8-bit"), ValueError, r"state_dtype must be None .* or '8bit', got '8-bit'"),
     (torch.randn(5000), dict(state_dtype="8bit", backend="torch"), ValueError,
-     r"state_dtype='8bit' runs in the cpu backend's kernel so far.*torch backend"),
+     r"state_dtype='8bit' runs in the cpu and triton backends' kernels so far.*torch backend"),
     (torch.randn(5000), dict(state_dtype="8bit", backend="cuda-host"), ValueError,
-     r"state_dtype='8bit' runs in the cpu backend's kernel so far.*cuda-host backend"),
-    (torch.randn(5000), dict(state_dtype="8bit", backend="triton"), ValueError,
-     r"state_dtype='8bit' runs in the cpu backend's kernel so far.*triton backend"),
+     r"state_dtype='8bit' runs in the cpu and triton backends' kernels so far.*cuda-host backend"),
 ])
 def test_options_8bit_cannot_take_are_refused(param, kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -379,3 +382,26 @@ def test_the_native_step_refuses_a_table_of_8bit_moments_without_an_absmax():
     with pytest.raises(ValueError, match="8-bit moments need every moment's absmax"):
         native().adam_step_cpu(table, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0, False, False, 0, 1)
     assert step.item() == 0 and not exp_avg.any() and not exp_avg_sq.any()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_on_a_gpu_auto_steps_8bit_moments_with_triton_like_the_cpu_kernel():
+    """backend='auto' takes the Triton kernel for 8-bit moments on a GPU (the CUDA kernel does not step them), and it
+    writes the CPU kernel's codes but for a few on rounding boundaries."""
+    p = torch.randn(SMALLEST_QUANTIZED * 5 + 77)
+    q = p.cuda()
+    on_gpu = FusedAdamW([q], lr=0.01, state_dtype="8bit", amsgrad=True)
+    on_cpu = FusedAdamW([p], lr=0.01, state_dtype="8bit", amsgrad=True, backend="cpu")
+    assert on_gpu.backends == [{(str(q.device), fp32): "triton"}]
+    for _ in range(3):
+        p.grad = torch.randn_like(p)
+        q.grad = p.grad.cuda()
+        on_gpu.step()
+        on_cpu.step()
+    assert torch.allclose(q.cpu(), p, rtol=0, atol=1e-6)
+    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        ours, theirs = on_gpu.state[q], on_cpu.state[p]
+        assert (ours[key].cpu() == theirs[key]).double().mean() >= EXACT_CODES, key
+        absmax = ABSMAX_KEYS[key]
+        assert torch.allclose(ours[absmax].cpu(), theirs[absmax], rtol=1e-6, atol=0), key

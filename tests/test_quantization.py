@@ -1,6 +1,7 @@
 """The 8-bit maps of the moments (fusedadam.quantization): the grid, nearest-even rounding against a brute-force
-search, the block structure, the error bound, and what zero and non-finite blocks become. The kernels of issue 15 are
-to be checked code for code against this module."""
+search, the block structure, the error bound, and what zero and non-finite blocks become; and the kernels' own
+spellings of the map (csrc/moment_quantization.h, fusedadam/triton_kernels/moment_quantization.py) code for code
+against this module."""
 import pytest
 import torch
 
@@ -155,6 +156,16 @@ def native_round_trip(x: torch.Tensor, fmap: FloatMap) -> tuple[torch.Tensor, to
     return codes, absmax, decoded
 
 
+def triton_round_trip(x: torch.Tensor, fmap: FloatMap) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fusedadam/triton_kernels/moment_quantization.py on x (Triton's interpreter): (codes, absmax, decoded)."""
+    from triton_round_trip import round_trip
+
+    return round_trip(x, fmap)
+
+
+ROUND_TRIPS = {"native": native_round_trip, "triton": triton_round_trip}
+
+
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.view(torch.int32), b.view(torch.int32))
 
@@ -164,11 +175,36 @@ def whole_blocks(*pieces: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.cat([p, p.new_zeros(num_blocks(p.numel()) * BLOCK - p.numel())]) for p in pieces])
 
 
+def scaled_ties(fmap: FloatMap) -> list[torch.Tensor]:
+    """Blocks whose absmax is not the map's top, with elements x whose y = |x| * scale rounds, in fp32, onto a tie
+    between two subnormal codes while the exact product lies beside it (above and below, for every tie): a kernel that
+    fuses the multiplication into its rounding (a compiler's FMA contraction) writes the other code for half of them."""
+    blocks, sides = [], set()
+    for absmax in torch.linspace(2.0, 8.0, 97)[1:]:  # until every tie is reached from both sides
+        absmax = absmax.reshape(1)
+        scale = torch.tensor(fmap.top) / absmax
+        elements, new_sides = [absmax], set()
+        for k in range(2 ** fmap.mantissa_bits):
+            tie = torch.tensor([(k + 0.5) * fmap.subnormal_step])
+            near = ((tie / scale).view(torch.int32) + torch.arange(-64, 65, dtype=torch.int32)).view(torch.float32)
+            exact = near.double() * scale.double()
+            lands = (exact.float() == tie) & (exact != tie.double())
+            elements.append(near[lands])
+            new_sides |= {(k, bool(above)) for above in exact[lands] > tie.double()}
+        if new_sides - sides:
+            blocks.append(torch.cat(elements))
+            sides |= new_sides
+    assert len(sides) == 2 * 2 ** fmap.mantissa_bits, "some tie is not reached from both sides"
+    return blocks
+
+
+@pytest.mark.parametrize("round_trip", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
 @pytest.mark.parametrize("fmap", MAPS.values(), ids=MAPS.keys())
-def test_the_native_map_writes_the_same_codes_and_reads_the_same_values(fmap):
-    """The kernels' header and this module, code for code and bit for bit: every tie of the grid (in blocks whose
-    absmax is the map's top, so that they stay ties), magnitudes over twelve decades, an all-zero block, blocks
-    holding a NaN and an inf, and a short last block."""
+def test_the_kernels_maps_write_the_same_codes_and_read_the_same_values(fmap, round_trip):
+    """The kernels' spellings of the map and this module, code for code and bit for bit: every tie of the grid (in
+    blocks whose absmax is the map's top, so that they stay ties), magnitudes over twelve decades, an all-zero block,
+    blocks holding a NaN and an inf, and a short last block. And ties that only the product y = |x| * scale, rounded
+    to fp32 before the grid's rounding, reaches."""
     assert require_native().quantization_block() == BLOCK
     gen = torch.Generator().manual_seed(1)
     values = grid(fmap)
@@ -178,11 +214,12 @@ def test_the_native_map_writes_the_same_codes_and_reads_the_same_values(fmap):
     spread = torch.randn(40 * BLOCK, generator=gen) * 10.0 ** (-12 * torch.rand(40 * BLOCK, generator=gen))
     with_nan, with_inf = torch.linspace(-3, 3, BLOCK), torch.linspace(-3, 3, BLOCK)
     with_nan[7], with_inf[BLOCK - 1] = float("nan"), float("inf")
-    pieces = [*tie_blocks, *[-b for b in tie_blocks], spread, torch.zeros(BLOCK), with_nan, with_inf]
+    pieces = [*tie_blocks, *[-b for b in tie_blocks], *scaled_ties(fmap), *[-b for b in scaled_ties(fmap)], spread,
+              torch.zeros(BLOCK), with_nan, with_inf]
     x = torch.cat([whole_blocks(*pieces), spread[:37]])
     if not fmap.signed:
         x = x.abs()
-    codes, absmax, decoded = native_round_trip(x, fmap)
+    codes, absmax, decoded = round_trip(x, fmap)
     expected_codes, expected_absmax = quantize(x, fmap)
     assert (expected_absmax[: len(tie_blocks)] == fmap.top).all()  # the ties are ties
     assert torch.equal(codes, expected_codes)

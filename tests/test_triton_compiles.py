@@ -17,12 +17,14 @@ def test_kernel_compiles_for_sm80_and_sm90_with_vector_accesses_exact_math_and_n
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert {r["arch"] for r in results} == {80, 90} and len(results) == 22
+    assert {r["arch"] for r in results} == {80, 90} and len(results) == 32
     for r in results:
         assert r["cubin_bytes"] > 0, r
         # Every array is read and written through vector accesses in the unmasked body: p (or the master copy), g,
-        # m, v, vmax with amsgrad, and the Kahan compensation; 16 bytes each when all arrays are one width.
-        arrays = 4 + r["amsgrad"] + (r["update"] == 3)
+        # m, v, vmax with amsgrad, and the Kahan compensation; 16 bytes each when all arrays are one width. (8-bit
+        # codes move 4 bytes a thread beside fp32 or 16-bit arrays, one 32-bit access: not counted here.)
+        moments = 0 if r["state"] == "uint8" else 2 + r["amsgrad"]
+        arrays = 2 + moments + (r["update"] == 3)
         assert r["vector_loads"] >= arrays, r
         assert r["vector_stores"] >= arrays - 1 + (r["update"] == 1), r
         if r["param"] == r["state"] and r["update"] != 1:

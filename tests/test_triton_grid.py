@@ -18,6 +18,8 @@ MODES = {
     "fp32-adamw-amsgrad": (torch.float32, dict(weight_decay=0.1, decoupled_weight_decay=True, amsgrad=True)),
     "bf16-stochastic": (torch.bfloat16, dict(weight_decay=0.1, rounding="stochastic", rounding_seed=5)),
     "bf16-master": (torch.bfloat16, dict(master_weights=True)),
+    # Each program's chunks start on quantization blocks: the absmax of each block is written by one program.
+    "fp32-8bit-amsgrad": (torch.float32, dict(state_dtype="8bit", amsgrad=True, weight_decay=0.1)),
 }
 
 

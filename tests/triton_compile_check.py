@@ -23,7 +23,7 @@ POINTERS = {"table": "*i64", "steps": "*fp32", "done_counter": "*i32", "lr_point
 INTEGERS = ("num_tensors", "num_chunks", "lr_bits", "beta1_bits", "beta2_bits", "weight_decay_bits", "seed_low",
             "seed_high")
 NEAREST, MASTER, STOCHASTIC, KAHAN = range(4)  # csrc/param_update.h ParamUpdate
-SIZES = {tl.float32: 4, tl.float16: 2, tl.bfloat16: 2}
+SIZES = {tl.float32: 4, tl.float16: 2, tl.bfloat16: 2, tl.uint8: 1}
 
 
 def variants():
@@ -34,7 +34,8 @@ def variants():
         return dict(PARAM_DTYPE=param, STATE_DTYPE=state, UPDATE=update, CHUNK_SIZE=GPU_CHUNK_SIZE, BLOCK=block,
                     ALIGNED=True, WEIGHT_DECAY=2 if everything else 1, AMSGRAD=everything, MAXIMIZE=everything,
                     LR_ON_DEVICE=everything, BETA1_ON_DEVICE=everything, BETA2_ON_DEVICE=everything,
-                    GRAD_SCALE=everything, FOUND_INF=everything, PARAM_BITS=False, STATE_BITS=False)
+                    GRAD_SCALE=everything, FOUND_INF=everything, PARAM_BITS=False, STATE_BITS=False,
+                    QUANTIZED=state == tl.uint8)
     for storage, everything in itertools.product((tl.float32, tl.float16, tl.bfloat16), (False, True)):
         yield variant(storage, storage, NEAREST, everything)
     yield variant(tl.float32, tl.bfloat16, NEAREST, True)
@@ -42,6 +43,12 @@ def variants():
     yield variant(tl.float16, tl.bfloat16, MASTER, True)
     yield variant(tl.bfloat16, tl.bfloat16, STOCHASTIC, True)
     yield variant(tl.bfloat16, tl.bfloat16, KAHAN, True)
+    # 8-bit moments (state_dtype="8bit"): codes and block absmaxes.
+    for everything in (False, True):
+        yield variant(tl.float32, tl.uint8, NEAREST, everything)
+    yield variant(tl.bfloat16, tl.uint8, MASTER, True)
+    yield variant(tl.bfloat16, tl.uint8, STOCHASTIC, True)
+    yield variant(tl.bfloat16, tl.uint8, KAHAN, True)
 
 
 def resources(cubin: bytes) -> dict:

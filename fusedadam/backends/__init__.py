@@ -23,6 +23,8 @@ BACKENDS: dict[str, Backend] = {
 
 # What "auto" tries, in order, for each device type; the torch backend takes everything else.
 AUTO_ORDER = {"cpu": ("cpu",), "cuda": ("cuda", "triton")}
+# The backends whose kernels step 8-bit moments (state_dtype="8bit"): auto picks among these for such a parameter.
+EIGHT_BIT_BACKENDS = ("cpu", "triton")
 
 
 def _refusal(name: str, p: torch.Tensor) -> str | None:
@@ -33,15 +35,17 @@ def _refusal(name: str, p: torch.Tensor) -> str | None:
     return backend.unavailable_reason() or backend.unsupported_reason(p if local is None else local)
 
 
-def resolve(requested: str, p: torch.Tensor, where: str) -> str:
-    """The backend that steps `p`: the requested one (or an error saying why it cannot), or auto's pick."""
+def resolve(requested: str, p: torch.Tensor, where: str, eight_bit: bool = False) -> str:
+    """The backend that steps `p`: the requested one (or an error saying why it cannot), or auto's pick (with
+    `eight_bit` moments, the first of AUTO_ORDER that steps those)."""
     if requested != "auto":
         reason = _refusal(requested, p)
         if reason is not None:
             raise ValueError(f"backend={requested!r} cannot step {where}: {reason}. "
                              "Use backend='auto' to let fusedadam choose, or backend='torch'.")
         return requested
-    return next((name for name in AUTO_ORDER.get(p.device.type, ()) if _refusal(name, p) is None), "torch")
+    order = [name for name in AUTO_ORDER.get(p.device.type, ()) if not eight_bit or name in EIGHT_BIT_BACKENDS]
+    return next((name for name in order if _refusal(name, p) is None), "torch")
 
 
 def native_refusal(p: torch.Tensor) -> str:
@@ -58,5 +62,5 @@ def make_runner(name: str, params, state_of, layout: StateLayout, sharded: bool)
     return BACKENDS[name].make_runner(params, state_of, layout)
 
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "Runner", "StateLayout", "StepConfig", "local_shard", "make_runner",
+__all__ = ["AUTO_ORDER", "BACKENDS", "EIGHT_BIT_BACKENDS", "Backend", "Runner", "StateLayout", "StepConfig", "local_shard", "make_runner",
            "native_refusal", "resolve"]

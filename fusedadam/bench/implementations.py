@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from ..backends import BACKENDS
+from ..backends import BACKENDS, EIGHT_BIT_BACKENDS
 from ..optimizer import FusedAdamW
 from ..precision import precision_of, precision_unsupported_reason
 
@@ -88,8 +88,8 @@ PRECISION_MODES = {
     "kahan": dict(kahan_summation=True),
     "8bit": dict(state_dtype="8bit"),
 }
-# Modes only the CPU kernel has so far (the device backends refuse them with a clear error).
-CPU_ONLY_MODES = ("8bit",)
+# Modes only some backends' kernels run (the others refuse them with a clear error).
+MODE_BACKENDS = {"8bit": EIGHT_BIT_BACKENDS}
 
 
 def _fusedadam_mode(backend: str, devices: tuple[str, ...], mode: str) -> Implementation:
@@ -110,7 +110,7 @@ IMPLEMENTATIONS = {i.name: i for i in [
     _fusedadam("triton", ("cuda",)),
     *[_fusedadam_mode(backend, devices, mode) for backend, devices in (("cpu", ("cpu",)), ("cuda", ("cuda",)),
                                                                         ("triton", ("cuda",)))
-      for mode in PRECISION_MODES if backend == "cpu" or mode not in CPU_ONLY_MODES],
+      for mode in PRECISION_MODES if backend in MODE_BACKENDS.get(mode, (backend,))],
     Implementation("deepspeed-cpuadam", _peer("deepspeed.ops.adam", "DeepSpeedCPUAdam", adamw_mode=True), ("cpu",),
                    requires="deepspeed"),
     Implementation("deepspeed-fusedadam", _peer("deepspeed.ops.adam", "FusedAdam", adam_w_mode=True), ("cuda",),

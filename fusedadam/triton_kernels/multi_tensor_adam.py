@@ -6,7 +6,11 @@ row (addresses cast with tl.pointer_type), computes the bias corrections in fp64
 from the previous chunk's, and updates the chunk in BLOCK-sized pieces: full pieces without a mask (so the compiler can
 use 16-byte accesses when every address is aligned), then one masked tail. The last program to finish increments every
 step counter (one launch, no race: every other program has read its counters before it signals completion); with
-found_inf set nothing at all is written."""
+found_inf set nothing at all is written.
+
+With 8-bit moments (QUANTIZED) a piece is [BLOCK / 256, 256], one quantization block per row: the codes are decoded
+with their block's absmax, stepped, and encoded with each row's new absmax (moment_quantization.py). Chunks start on
+block boundaries (the chunk size is a multiple of 256), so every block and its absmax belong to one program."""
 from __future__ import annotations
 
 import numpy
@@ -15,8 +19,10 @@ import triton
 import triton.language as tl
 
 from .._native import native
-from ..precision import PARAM_UPDATE_CODES
+from ..precision import CODES_DTYPE, PARAM_UPDATE_CODES
 from .adam_math import adam_update
+from .moment_quantization import (QUANTIZATION_BLOCK, SIGNED_BIAS, SIGNED_MANTISSA, UNSIGNED_BIAS, UNSIGNED_MANTISSA,
+                                  decode_moment, encode_moment)
 from .param_update import KAHAN_SUMMATION, MASTER_WEIGHTS, STOCHASTIC_ROUNDING, param_to_store, rounding_bits
 from .param_update import rounding_key as tensor_rounding_key
 from .interpreter import interpreting
@@ -35,6 +41,9 @@ FIRST_ELEMENT = tl.constexpr(_LAYOUT.FIRST_ELEMENT)
 MASTER = tl.constexpr(_LAYOUT.MASTER)
 COMPENSATION = tl.constexpr(_LAYOUT.COMPENSATION)
 SALT = tl.constexpr(_LAYOUT.SALT)
+EXP_AVG_ABSMAX = tl.constexpr(_LAYOUT.EXP_AVG_ABSMAX)
+EXP_AVG_SQ_ABSMAX = tl.constexpr(_LAYOUT.EXP_AVG_SQ_ABSMAX)
+MAX_EXP_AVG_SQ_ABSMAX = tl.constexpr(_LAYOUT.MAX_EXP_AVG_SQ_ABSMAX)
 
 
 # The interpreter's own bf16 conversions are wrong (loads garble subnormals, stores truncate), so there
@@ -49,14 +58,17 @@ def fp32_to_bf16_bits(x):
 
 
 @triton.jit
-def adam_piece(offsets, mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master, compensation, grad_scale,
+def adam_piece(offsets, mask, blocks, block_mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, exp_avg_absmax,
+               exp_avg_sq_absmax, max_exp_avg_sq_absmax, master, compensation, grad_scale,
                rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay, decay_factor,
                step_size, bias_correction2_sqrt,
                PARAM_DTYPE: tl.constexpr, STATE_DTYPE: tl.constexpr, WEIGHT_DECAY: tl.constexpr, AMSGRAD: tl.constexpr,
                MAXIMIZE: tl.constexpr, GRAD_SCALE: tl.constexpr, UPDATE: tl.constexpr, PARAM_BITS: tl.constexpr,
-               STATE_BITS: tl.constexpr):
+               STATE_BITS: tl.constexpr, QUANTIZED: tl.constexpr):
     """Loads one piece of a chunk, updates it in fp32, stores it in the storage dtypes. (Helpers are called
-    only where needed: the interpreter pays ~0.5 ms per call of a jit function, the compiler nothing.)"""
+    only where needed: the interpreter pays ~0.5 ms per call of a jit function, the compiler nothing.)
+    With QUANTIZED (8-bit moments) the piece is [rows, QUANTIZATION_BLOCK], the moments are codes decoded with their
+    block's absmax (`blocks` indexes the absmax arrays), and re-encoded with the new absmax of each row."""
     p = tl.load(param + offsets, mask=mask)
     g = tl.load(grad + offsets, mask=mask)
     m = tl.load(exp_avg + offsets, mask=mask)
@@ -71,6 +83,15 @@ def adam_piece(offsets, mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, 
         m = (m.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
         v = (v.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
         vmax = (vmax.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    if QUANTIZED:
+        if AMSGRAD:
+            vmax = decode_moment(vmax, tl.load(max_exp_avg_sq_absmax + blocks, mask=block_mask), UNSIGNED_MANTISSA,
+                                 UNSIGNED_BIAS, False)
+        m = decode_moment(m, tl.load(exp_avg_absmax + blocks, mask=block_mask), SIGNED_MANTISSA, SIGNED_BIAS, True)
+        v = decode_moment(v, tl.load(exp_avg_sq_absmax + blocks, mask=block_mask), UNSIGNED_MANTISSA, UNSIGNED_BIAS,
+                          False)
+        if not AMSGRAD:
+            vmax = v
     p, g, m, v, vmax = p.to(tl.float32), g.to(tl.float32), m.to(tl.float32), v.to(tl.float32), vmax.to(tl.float32)
     if UPDATE == MASTER_WEIGHTS:
         p = tl.load(master + offsets, mask=mask)
@@ -103,6 +124,16 @@ def adam_piece(offsets, mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, 
         m, v = fp32_to_bf16_bits(m), fp32_to_bf16_bits(v)
         if AMSGRAD:
             vmax = fp32_to_bf16_bits(vmax)
+    if QUANTIZED:
+        if mask is not None:  # past the tensor's end: zeros, which leave the last block's absmax alone
+            m, v, vmax = tl.where(mask, m, 0.0), tl.where(mask, v, 0.0), tl.where(mask, vmax, 0.0)
+        m, m_absmax = encode_moment(m, SIGNED_MANTISSA, SIGNED_BIAS, True)
+        v, v_absmax = encode_moment(v, UNSIGNED_MANTISSA, UNSIGNED_BIAS, False)
+        tl.store(exp_avg_absmax + blocks, m_absmax, mask=block_mask)
+        tl.store(exp_avg_sq_absmax + blocks, v_absmax, mask=block_mask)
+        if AMSGRAD:
+            vmax, vmax_absmax = encode_moment(vmax, UNSIGNED_MANTISSA, UNSIGNED_BIAS, False)
+            tl.store(max_exp_avg_sq_absmax + blocks, vmax_absmax, mask=block_mask)
     if GRAD_SCALE:
         tl.store(grad + offsets, unscaled_grad.to(PARAM_DTYPE), mask=mask)
     tl.store(param + offsets, p.to(PARAM_DTYPE), mask=mask)
@@ -110,6 +141,20 @@ def adam_piece(offsets, mask, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, 
     tl.store(exp_avg_sq + offsets, v.to(STATE_DTYPE), mask=mask)
     if AMSGRAD:
         tl.store(max_exp_avg_sq + offsets, vmax.to(STATE_DTYPE), mask=mask)
+
+
+@triton.jit
+def piece_offsets(start, BLOCK: tl.constexpr, QUANTIZED: tl.constexpr):
+    """The element offsets of the piece [start, start + BLOCK) and the quantization blocks it covers: a flat range,
+    or with QUANTIZED one row per quantization block (chunks start on block boundaries, so rows are whole blocks)."""
+    if QUANTIZED:
+        rows: tl.constexpr = BLOCK // QUANTIZATION_BLOCK
+        blocks = start // QUANTIZATION_BLOCK + tl.arange(0, rows)
+        offsets = blocks[:, None] * QUANTIZATION_BLOCK + tl.arange(0, QUANTIZATION_BLOCK)[None, :]
+    else:
+        blocks = start  # unused
+        offsets = start + tl.arange(0, BLOCK)
+    return offsets, blocks
 
 
 @triton.jit
@@ -133,7 +178,7 @@ def multi_tensor_adam_kernel(
         BLOCK: tl.constexpr, ALIGNED: tl.constexpr, WEIGHT_DECAY: tl.constexpr, AMSGRAD: tl.constexpr,
         MAXIMIZE: tl.constexpr, LR_ON_DEVICE: tl.constexpr, BETA1_ON_DEVICE: tl.constexpr,
         BETA2_ON_DEVICE: tl.constexpr, GRAD_SCALE: tl.constexpr, FOUND_INF: tl.constexpr, PARAM_BITS: tl.constexpr,
-        STATE_BITS: tl.constexpr):
+        STATE_BITS: tl.constexpr, QUANTIZED: tl.constexpr):
     program = tl.program_id(0).to(tl.int64)
     programs = tl.num_programs(0).to(tl.int64)
     skip = False
@@ -182,6 +227,12 @@ def multi_tensor_adam_kernel(
                 max_exp_avg_sq = tl.load(row + MAX_EXP_AVG_SQ).to(tl.pointer_type(STATE_DTYPE))
             master = steps  # an fp32 pointer the other modes never read
             compensation = param
+            exp_avg_absmax, exp_avg_sq_absmax, max_exp_avg_sq_absmax = steps, steps, steps
+            if QUANTIZED:
+                exp_avg_absmax = tl.load(row + EXP_AVG_ABSMAX).to(tl.pointer_type(tl.float32))
+                exp_avg_sq_absmax = tl.load(row + EXP_AVG_SQ_ABSMAX).to(tl.pointer_type(tl.float32))
+                if AMSGRAD:
+                    max_exp_avg_sq_absmax = tl.load(row + MAX_EXP_AVG_SQ_ABSMAX).to(tl.pointer_type(tl.float32))
             if UPDATE == MASTER_WEIGHTS:
                 master = tl.load(row + MASTER).to(tl.pointer_type(tl.float32))
             if UPDATE == KAHAN_SUMMATION:
@@ -214,18 +265,21 @@ def multi_tensor_adam_kernel(
             body_end = first + (end - first) // BLOCK * BLOCK
             start = first
             while start < body_end:
-                offsets = tl.multiple_of(start, BLOCK) + tl.arange(0, BLOCK)
-                adam_piece(offsets, None, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master, compensation,
+                offsets, blocks = piece_offsets(tl.multiple_of(start, BLOCK), BLOCK, QUANTIZED)
+                adam_piece(offsets, None, blocks, None, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                           exp_avg_absmax, exp_avg_sq_absmax, max_exp_avg_sq_absmax, master, compensation,
                            scale, rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay,
                            decay_factor, step_size, bias_correction2_sqrt, PARAM_DTYPE, STATE_DTYPE, WEIGHT_DECAY,
-                           AMSGRAD, MAXIMIZE, GRAD_SCALE, UPDATE, PARAM_BITS, STATE_BITS)
+                           AMSGRAD, MAXIMIZE, GRAD_SCALE, UPDATE, PARAM_BITS, STATE_BITS, QUANTIZED)
                 start += BLOCK
             if body_end < end:
-                offsets = body_end + tl.arange(0, BLOCK)
-                adam_piece(offsets, offsets < end, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master,
-                           compensation, scale, rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2, eps,
-                           weight_decay, decay_factor, step_size, bias_correction2_sqrt, PARAM_DTYPE, STATE_DTYPE,
-                           WEIGHT_DECAY, AMSGRAD, MAXIMIZE, GRAD_SCALE, UPDATE, PARAM_BITS, STATE_BITS)
+                offsets, blocks = piece_offsets(body_end, BLOCK, QUANTIZED)
+                adam_piece(offsets, offsets < end, blocks, blocks * QUANTIZATION_BLOCK < end, param, grad, exp_avg,
+                           exp_avg_sq, max_exp_avg_sq, exp_avg_absmax, exp_avg_sq_absmax, max_exp_avg_sq_absmax,
+                           master, compensation, scale, rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2,
+                           eps, weight_decay, decay_factor, step_size, bias_correction2_sqrt, PARAM_DTYPE,
+                           STATE_DTYPE, WEIGHT_DECAY, AMSGRAD, MAXIMIZE, GRAD_SCALE, UPDATE, PARAM_BITS, STATE_BITS,
+                           QUANTIZED)
             chunk += 1
 
         # Every warp of the program has finished its reads of the counters (the barrier: the atomic below is issued
@@ -252,7 +306,8 @@ def double_bits(x: float) -> int:
     return int(numpy.float64(x).view(numpy.int64))
 
 
-STORAGE_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+STORAGE_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
+                 CODES_DTYPE: tl.uint8}
 
 
 def launch_multi_tensor_adam(launch, block: int, programs: int, num_warps: int = 8):
@@ -277,4 +332,5 @@ def launch_multi_tensor_adam(launch, block: int, programs: int, num_warps: int =
         MAXIMIZE=launch.maximize, LR_ON_DEVICE=launch.lr_tensor is not None,
         BETA1_ON_DEVICE=launch.beta1_tensor is not None, BETA2_ON_DEVICE=launch.beta2_tensor is not None,
         GRAD_SCALE=launch.grad_scale is not None, FOUND_INF=launch.found_inf is not None, PARAM_BITS=param_bits,
-        STATE_BITS=state_bits, num_warps=num_warps, enable_fp_fusion=True)  # FMA contraction, as nvcc compiles
+        STATE_BITS=state_bits, QUANTIZED=launch.state_dtype == CODES_DTYPE, num_warps=num_warps,
+        enable_fp_fusion=True)  # FMA contraction, as nvcc compiles
