@@ -13,26 +13,31 @@ import torch
 from .backends import make_runner
 from .backends.amp import AmpScaling
 from .backends.base import StateLayout, StepConfig
-from .precision import COMPENSATION_KEY, MASTER_KEY, Precision
+from .precision import ABSMAX_KEYS, COMPENSATION_KEY, MASTER_KEY, Precision
 
-_MUTATED = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "masters", "compensations", "steps")
+_MUTATED = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "masters", "compensations",
+            "exp_avg_absmaxes", "exp_avg_sq_absmaxes", "max_exp_avg_sq_absmaxes", "steps")
 
 
 @torch.library.custom_op("fusedadam::adam_step_", mutates_args=_MUTATED)
 def adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
                exp_avg_sqs: list[torch.Tensor], max_exp_avg_sqs: list[torch.Tensor], masters: list[torch.Tensor],
-               compensations: list[torch.Tensor], steps: list[torch.Tensor], lr: torch.Tensor, beta1: float,
-               beta2: float, eps: float, weight_decay: float, amsgrad: bool, maximize: bool,
-               decoupled_weight_decay: bool, backend: str, param_update: str, rounding_seed: int, salts: list[int],
-               grad_scale: Optional[torch.Tensor], found_inf: Optional[torch.Tensor]) -> None:
+               compensations: list[torch.Tensor], exp_avg_absmaxes: list[torch.Tensor],
+               exp_avg_sq_absmaxes: list[torch.Tensor], max_exp_avg_sq_absmaxes: list[torch.Tensor],
+               steps: list[torch.Tensor], lr: torch.Tensor, beta1: float, beta2: float, eps: float, weight_decay: float,
+               amsgrad: bool, maximize: bool, decoupled_weight_decay: bool, backend: str, param_update: str,
+               rounding_seed: int, salts: list[int], grad_scale: Optional[torch.Tensor],
+               found_inf: Optional[torch.Tensor]) -> None:
     """One Adam step of `backend` over these tensors; `steps` are the 0-dim float32 counters (advanced),
     `grads` are only written when `grad_scale` is given (unscaled in place, GradScaler's contract). `masters` and
-    `compensations` are given with those parameter updates (precision.py), else empty; `rounding_seed` is the
-    group's, as a signed 64-bit integer."""
+    `compensations` are given with those parameter updates (precision.py), the absmaxes with 8-bit moments (uint8
+    codes), else empty; `rounding_seed` is the group's, as a signed 64-bit integer."""
     if not params:
         return
     states = [{"step": step, "exp_avg": m, "exp_avg_sq": v} for step, m, v in zip(steps, exp_avgs, exp_avg_sqs)]
-    for key, tensors in (("max_exp_avg_sq", max_exp_avg_sqs), (MASTER_KEY, masters), (COMPENSATION_KEY, compensations)):
+    for key, tensors in (("max_exp_avg_sq", max_exp_avg_sqs), (MASTER_KEY, masters), (COMPENSATION_KEY, compensations),
+                         (ABSMAX_KEYS["exp_avg"], exp_avg_absmaxes), (ABSMAX_KEYS["exp_avg_sq"], exp_avg_sq_absmaxes),
+                         (ABSMAX_KEYS["max_exp_avg_sq"], max_exp_avg_sq_absmaxes)):
         for state, tensor in zip(states, tensors):
             state[key] = tensor
     originals = [dict(s) for s in states]
@@ -54,7 +59,7 @@ def adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: 
 
 
 @adam_step_.register_fake
-def _(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, masters, compensations, steps, lr, beta1, beta2, eps,
-      weight_decay, amsgrad, maximize, decoupled_weight_decay, backend, param_update, rounding_seed, salts, grad_scale,
-      found_inf) -> None:
+def _(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, masters, compensations, exp_avg_absmaxes,
+      exp_avg_sq_absmaxes, max_exp_avg_sq_absmaxes, steps, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+      decoupled_weight_decay, backend, param_update, rounding_seed, salts, grad_scale, found_inf) -> None:
     return None

@@ -17,7 +17,7 @@ import torch
 from .backends import Runner, StateLayout, StepConfig, local_shard, make_runner, native_refusal, resolve
 from .backends.amp import AmpScaling
 from .precision import (ABSMAX_KEYS, COMPENSATION_KEY, MASTER_KEY, MOMENT_KEYS, MOMENT_MAPS, PRECISION_DEFAULTS,
-                        EIGHT_BIT, Precision, precision_of)
+                        Precision, precision_of)
 from .quantization import dequantize_moment, num_blocks, quantize_moment
 from .profiling import profiler_range
 from .state_table import StateTable
@@ -249,10 +249,7 @@ class FusedAdam(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         if torch.compiler.is_compiling():
-            if any(group["state_dtype"] == EIGHT_BIT for group in self.param_groups):
-                _eager_step(self)  # no custom op steps 8-bit moments yet: a graph break, then the eager step
-            else:
-                self._step_in_graph()
+            self._step_in_graph()
             return loss
         self._step_eagerly()
         return loss
@@ -309,9 +306,12 @@ class FusedAdam(torch.optim.Optimizer):
                 def listed(key, wanted):
                     return [s[key] for s in states] if wanted else []
 
+                absmaxes = [listed(ABSMAX_KEYS[key], precision.quantized and key in precision.moment_keys(
+                    group["amsgrad"])) for key in MOMENT_KEYS]
                 adam_step_(part.params, part.grads, listed("exp_avg", True), listed("exp_avg_sq", True),
                            listed("max_exp_avg_sq", group["amsgrad"]), listed(MASTER_KEY, precision.master),
-                           listed(COMPENSATION_KEY, precision.compensation), listed("step", True), lr, float(beta1),
+                           listed(COMPENSATION_KEY, precision.compensation), *absmaxes, listed("step", True), lr,
+                           float(beta1),
                            float(beta2), float(group["eps"]), float(group["weight_decay"]), group["amsgrad"],
                            group["maximize"], group["decoupled_weight_decay"],
                            "torch" if part.sharded else part.backend, precision.update,
@@ -473,11 +473,6 @@ def _step_config(group: dict, index: int, cache: dict[int, tuple]) -> StepConfig
                         rounding_seed=group["rounding_seed"])
     cache[index] = (key, config)
     return config
-
-
-@torch.compiler.disable
-def _eager_step(optimizer: FusedAdam) -> None:
-    optimizer._step_eagerly()
 
 
 def _with_step_hooks(step: Callable) -> Callable:

@@ -31,21 +31,30 @@ def _train_step(model, optimizer, data):
     optimizer.zero_grad()
 
 
-@pytest.mark.parametrize("dtype, update", [(torch.float32, "nearest"), (torch.bfloat16, "master"),
-                                           (torch.bfloat16, "kahan"), (torch.bfloat16, "stochastic")])
-def test_opcheck(dtype, update):
-    params = [torch.randn(5).to(dtype), torch.randn(3, 2).to(dtype)]
+@pytest.mark.parametrize("dtype, update, eight_bit", [(torch.float32, "nearest", False),
+                                                      (torch.bfloat16, "master", False),
+                                                      (torch.bfloat16, "kahan", False),
+                                                      (torch.bfloat16, "stochastic", False),
+                                                      (torch.float32, "nearest", True)],
+                         ids=["fp32", "bf16-master", "bf16-kahan", "bf16-stochastic", "fp32-8bit"])
+def test_opcheck(dtype, update, eight_bit):
+    params = [torch.randn(300).to(dtype), torch.randn(3, 2).to(dtype)]
     state_dtype = torch.float32 if update == "master" else dtype
     masters = [p.float() for p in params] if update == "master" else []
     compensations = [torch.zeros_like(p) for p in params] if update == "kahan" else []
-    args = ([p.clone() for p in params], [torch.randn_like(p) for p in params],
-            [torch.randn_like(p, dtype=state_dtype) for p in params],
-            [torch.rand_like(p, dtype=state_dtype) for p in params], [], masters, compensations,
-            [torch.tensor(2.0), torch.tensor(2.0)], torch.tensor(1e-2), 0.9, 0.99, 1e-8, 0.1, False, False, True,
-            "cpu", update, -5, [0, 1], None, None)
+    if eight_bit:  # codes and one absmax per block of 256 (two blocks, one)
+        moments = [[torch.randint(0, 120, p.shape, dtype=torch.uint8) for p in params] for _ in range(2)]
+        absmaxes = [[torch.rand(-(-p.numel() // 256)) for p in params] for _ in range(2)] + [[]]
+    else:
+        moments = [[torch.randn_like(p, dtype=state_dtype) for p in params],
+                   [torch.rand_like(p, dtype=state_dtype) for p in params]]
+        absmaxes = [[], [], []]
+    args = ([p.clone() for p in params], [torch.randn_like(p) for p in params], *moments, [], masters, compensations,
+            *absmaxes, [torch.tensor(2.0), torch.tensor(2.0)], torch.tensor(1e-2), 0.9, 0.99, 1e-8, 0.1, False, False,
+            True, "cpu", update, -5, [0, 1], None, None)
     torch.library.opcheck(torch.ops.fusedadam.adam_step_.default, args)
     adam_step_(*args)  # and it steps: the counters advanced in place
-    assert [s.item() for s in args[7]] == [3.0, 3.0]
+    assert [s.item() for s in args[10]] == [3.0, 3.0]
 
 
 @pytest.mark.parametrize("options", [dict(master_weights=True), dict(kahan_summation=True),

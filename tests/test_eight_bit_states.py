@@ -348,15 +348,21 @@ def test_changing_state_dtype_between_steps_converts_both_ways():
     assert torch.equal(optimizer.state[p]["exp_avg"], decoded * torch.tensor(0.9, dtype=fp32))
 
 
-def test_under_torch_compile_8bit_states_step_eagerly_with_the_same_bits():
-    """No custom op steps 8-bit moments yet: the compiled function breaks its graph at the step, which runs eagerly."""
+def test_under_torch_compile_8bit_states_step_in_the_graph_with_the_same_bits():
+    """The compiled step traces the custom op fusedadam::adam_step_ with the codes and absmaxes (no graph break at
+    the step), and writes the bits the eager step writes."""
     (compiled_p, compiled), (eager_p, eager) = _twins()
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     step = torch.compile(compiled.step)
     for _ in range(2):
         compiled_p.grad = torch.randn_like(compiled_p)
         eager_p.grad = compiled_p.grad.clone()
         step()
         eager.step()
+    breaks = "\n".join(torch._dynamo.utils.counters["graph_break"])
+    assert "adam_step" not in breaks and "_step_eagerly" not in breaks and "TensorTable" not in breaks, breaks
+    assert torch._dynamo.utils.counters["stats"]["calls_captured"] > 0
     assert torch.equal(compiled_p, eager_p)
     for key, value in eager.state[eager_p].items():
         assert torch.equal(compiled.state[compiled_p][key], value), key
