@@ -8,7 +8,8 @@ import fusedadam._C as C
 from fusedadam import FusedAdam
 from fusedadam.backends.base import StateLayout
 from fusedadam.backends.native_table import PartitionTable, gather_steps
-from fusedadam.precision import Precision
+from fusedadam.precision import ABSMAX_KEYS, MOMENT_KEYS, Precision
+from fusedadam.quantization import num_blocks
 from specs import BACKEND_SPECS, require
 
 LAYOUT = C.launch_table
@@ -64,6 +65,27 @@ def test_rows_of_master_weights_and_kahan_hold_their_buffers_and_salts():
         for row, s in zip(rows, states):
             assert row[column] == s[key].data_ptr() and row[other] == 0
         assert [row[LAYOUT.SALT] for row in rows] == [11, 5]  # salts are 32-bit
+
+
+def test_rows_of_8bit_moments_hold_each_moments_absmax_and_chunks_are_whole_blocks():
+    """Each moment's block absmaxes have their column; the chunks of a table of 8-bit moments must be whole
+    quantization blocks (one program writes each absmax), so another chunk size is refused before anything is
+    written."""
+    n = 1000
+    p = torch.randn(n)
+    p.grad = torch.randn(n)
+    state = {"step": torch.tensor(0.0), **{key: torch.zeros(n, dtype=torch.uint8) for key in MOMENT_KEYS},
+             **{ABSMAX_KEYS[key]: torch.zeros(num_blocks(n)) for key in MOMENT_KEYS}}
+    layout = StateLayout(True, Precision(torch.uint8), salts=(0,))
+    table = PartitionTable([p], [state], layout, gather_steps([state], torch.device("cpu")))
+    assert table.gather_grads()
+    row = _write(table, 256)[0][:LAYOUT.TENSOR_COLUMNS].tolist()
+    for key, column in (("exp_avg", LAYOUT.EXP_AVG_ABSMAX), ("exp_avg_sq", LAYOUT.EXP_AVG_SQ_ABSMAX),
+                        ("max_exp_avg_sq", LAYOUT.MAX_EXP_AVG_SQ_ABSMAX)):
+        assert row[column] == state[ABSMAX_KEYS[key]].data_ptr(), key
+    with pytest.raises(ValueError, match="8-bit moments need chunk_size a multiple of 256"):
+        _write(table, 64)
+    assert _write(_table([(10,)])[2], 64)[0][LAYOUT.EXP_AVG_ABSMAX] == 0  # no 8-bit moments: no absmax
 
 
 def test_chunk_rows_cover_every_element_once():
