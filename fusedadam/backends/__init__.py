@@ -62,5 +62,5 @@ def make_runner(name: str, params, state_of, layout: StateLayout, sharded: bool)
     return BACKENDS[name].make_runner(params, state_of, layout)
 
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "EIGHT_BIT_BACKENDS", "Backend", "Runner", "StateLayout", "StepConfig", "local_shard", "make_runner",
-           "native_refusal", "resolve"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "EIGHT_BIT_BACKENDS", "Backend", "Runner", "StateLayout", "StepConfig",
+           "local_shard", "make_runner", "native_refusal", "resolve"]

@@ -144,17 +144,11 @@ def adam_piece(offsets, mask, blocks, block_mask, param, grad, exp_avg, exp_avg_
 
 
 @triton.jit
-def piece_offsets(start, BLOCK: tl.constexpr, QUANTIZED: tl.constexpr):
-    """The element offsets of the piece [start, start + BLOCK) and the quantization blocks it covers: a flat range,
-    or with QUANTIZED one row per quantization block (chunks start on block boundaries, so rows are whole blocks)."""
-    if QUANTIZED:
-        rows: tl.constexpr = BLOCK // QUANTIZATION_BLOCK
-        blocks = start // QUANTIZATION_BLOCK + tl.arange(0, rows)
-        offsets = blocks[:, None] * QUANTIZATION_BLOCK + tl.arange(0, QUANTIZATION_BLOCK)[None, :]
-    else:
-        blocks = start  # unused
-        offsets = start + tl.arange(0, BLOCK)
-    return offsets, blocks
+def block_rows(start, BLOCK: tl.constexpr):
+    """With 8-bit moments, the element offsets of the piece [start, start + BLOCK) as one row per quantization block
+    (chunks start on block boundaries, so rows are whole blocks), and the indices of those blocks."""
+    blocks = start // QUANTIZATION_BLOCK + tl.arange(0, BLOCK // QUANTIZATION_BLOCK)
+    return blocks[:, None] * QUANTIZATION_BLOCK + tl.arange(0, QUANTIZATION_BLOCK)[None, :], blocks
 
 
 @triton.jit
@@ -265,7 +259,10 @@ def multi_tensor_adam_kernel(
             body_end = first + (end - first) // BLOCK * BLOCK
             start = first
             while start < body_end:
-                offsets, blocks = piece_offsets(tl.multiple_of(start, BLOCK), BLOCK, QUANTIZED)
+                offsets = tl.multiple_of(start, BLOCK) + tl.arange(0, BLOCK)
+                blocks = start  # unused without 8-bit moments (no helper call: the interpreter pays per call)
+                if QUANTIZED:
+                    offsets, blocks = block_rows(tl.multiple_of(start, BLOCK), BLOCK)
                 adam_piece(offsets, None, blocks, None, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
                            exp_avg_absmax, exp_avg_sq_absmax, max_exp_avg_sq_absmax, master, compensation,
                            scale, rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay,
@@ -273,7 +270,10 @@ def multi_tensor_adam_kernel(
                            AMSGRAD, MAXIMIZE, GRAD_SCALE, UPDATE, PARAM_BITS, STATE_BITS, QUANTIZED)
                 start += BLOCK
             if body_end < end:
-                offsets, blocks = piece_offsets(body_end, BLOCK, QUANTIZED)
+                offsets = body_end + tl.arange(0, BLOCK)
+                blocks = body_end
+                if QUANTIZED:
+                    offsets, blocks = block_rows(body_end, BLOCK)
                 adam_piece(offsets, offsets < end, blocks, blocks * QUANTIZATION_BLOCK < end, param, grad, exp_avg,
                            exp_avg_sq, max_exp_avg_sq, exp_avg_absmax, exp_avg_sq_absmax, max_exp_avg_sq_absmax,
                            master, compensation, scale, rounding_key, beta1, beta2, one_minus_beta1, one_minus_beta2,
