@@ -33,6 +33,8 @@ def test_kernel_compiles_for_sm80_and_sm90_with_vector_accesses_exact_math_and_n
         # The last program's epilogue advances the step counters: every warp of each program must be done reading
         # them before the program's one-thread atomic says so.
         assert r["barrier_before_atomic"], r
-        # No spills in the element loop. (sm_80, bf16 + fp32 master + AMSGrad keeps one 8-byte stack slot, stored
-        # before the chunk loop and reloaded once per chunk of 16384 elements: seen in its SASS, 2026-11-29.)
-        assert r["local_bytes"] == 0 and r["stack_bytes"] <= 8, r
+        # No spills in the element loop: no stack load or store inside an innermost loop of the SASS. (Some variants
+        # keep a slot or two on the stack, stored before the chunk loop and reloaded once per chunk of 16384
+        # elements: 8 bytes for bf16 + fp32 master + AMSGrad on sm_80, seen 2026-11-29; up to 24 for 8-bit moments
+        # under Triton 3.6, 2026-11-30.)
+        assert r["local_bytes"] == 0 and r["loop_stack_accesses"] == 0, r

@@ -51,17 +51,30 @@ def variants():
     yield variant(tl.bfloat16, tl.uint8, KAHAN, True)
 
 
+def innermost_loop_stack_accesses(sass: str) -> int:
+    """Stack loads and stores (STL / LDL) inside the innermost loops of the SASS: a loop is a branch back to an earlier
+    address, innermost when no other loop lies inside it. The element loop (a chunk's pieces) is one of those; a slot
+    stored and reloaded once per chunk, outside it, costs nothing that matters."""
+    instructions = [(int(address, 16), text) for address, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
+    loops = [(int(target, 16), address) for address, text in instructions
+             for target in re.findall(r"\bBRA\s+(?:`?\(?!?U?P\d+\)?,\s*)?(0x[0-9a-f]+)", text) if int(target, 16) < address]
+    innermost = [(a, b) for a, b in loops if not any((c, d) != (a, b) and a <= c and d <= b for c, d in loops)]
+    return sum(1 for address, text in instructions if re.search(r"\b(STL|LDL)\b", text)
+               and any(a <= address <= b for a, b in innermost))
+
+
 def resources(cubin: bytes) -> dict:
     """Registers, stack and local memory per thread, and shared memory per program, of the compiled kernel
-    (`cuobjdump -res-usage`, Triton's own)."""
+    (`cuobjdump -res-usage`, Triton's own), and its stack accesses inside innermost loops (`cuobjdump -sass`)."""
+    cuobjdump = str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "kernel.cubin"
         path.write_bytes(cubin)
-        done = subprocess.run([str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"),
-                               "-res-usage", str(path)], capture_output=True, text=True, check=True)
+        done = subprocess.run([cuobjdump, "-res-usage", str(path)], capture_output=True, text=True, check=True)
+        sass = subprocess.run([cuobjdump, "-sass", str(path)], capture_output=True, text=True, check=True).stdout
     usage = dict(re.findall(r"\b(REG|STACK|SHARED|LOCAL):(\d+)", done.stdout))
     return {"registers": int(usage["REG"]), "stack_bytes": int(usage["STACK"]), "local_bytes": int(usage["LOCAL"]),
-            "shared_bytes": int(usage["SHARED"])}
+            "shared_bytes": int(usage["SHARED"]), "loop_stack_accesses": innermost_loop_stack_accesses(sass)}
 
 
 def main(archs):

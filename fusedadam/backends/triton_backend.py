@@ -31,6 +31,10 @@ INTERPRETER_PROGRAMS: int | None = None
 
 def gpu_block(param_itemsize: int, state_itemsize: int, master_weights: bool) -> int:
     widest = max(param_itemsize, state_itemsize, 4 if master_weights else 0)
+    if state_itemsize == 1:
+        # 8-bit moments: 4 elements a thread whatever the parameters' width. With 8, bf16 + stochastic rounding or
+        # Kahan + AMSGrad took 218-230 registers under Triton 3.6 (one program per SM); with 4, at most 128.
+        widest = 4
     return NUM_WARPS * 32 * (16 // widest)
 
 
