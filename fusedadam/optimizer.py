@@ -204,9 +204,12 @@ class FusedAdam(torch.optim.Optimizer):
         """torch's load_state_dict, except that (1) torch casts every floating-point state tensor to its parameter's
         dtype, which would round an fp32 master copy or fp32 moments of a bf16 parameter, so those are set aside
         and restored as saved (the next step converts them if this optimizer's options differ); (2) a saved group
-        without the precision options (a torch.optim.Adam checkpoint) keeps this optimizer's."""
+        without the precision options (a torch.optim.Adam checkpoint) keeps this optimizer's; (3) every group keeps
+        this optimizer's `backend`: where a step runs belongs to this process's devices, not to the checkpoint (a
+        GPU run's checkpoint, backend="cuda", loads into a CPU optimizer and steps there)."""
         _check_loadable(self, state_dict)
         configured = [{k: group[k] for k in _PRECISION_OPTIONS} for group in self.param_groups]
+        own_backends = [group["backend"] for group in self.param_groups]
         saved_ids = list(chain.from_iterable(g["params"] for g in state_dict["param_groups"]))
         set_aside = {pid: {k: v for k, v in state_dict["state"][pid].items()
                            if k in _STATE_TENSORS and isinstance(v, torch.Tensor)}
@@ -223,10 +226,12 @@ class FusedAdam(torch.optim.Optimizer):
                 # torch's loader keeps a CPU "step" by reference: two optimizers loading one state_dict would share
                 # (and both advance) the counter, and so would the optimizer that saved it.
                 self.state[p]["step"] = step.clone()
-        for group, saved, options in zip(self.param_groups, state_dict["param_groups"], configured):
+        for group, saved, options, backend in zip(self.param_groups, state_dict["param_groups"], configured,
+                                                  own_backends):
             for key, value in options.items():
                 if key not in saved:
                     group[key] = value
+            group["backend"] = backend
 
     @property
     def backends(self) -> list[dict[tuple[str, torch.dtype], str]]:

@@ -265,6 +265,10 @@ CATALOG = [
            '                self.state[p]["step"] = step.clone()', '                self.state[p]["step"] = step',
            "two optimizers loading one state_dict share its step tensors and advance each other's counts",
            ("tests/test_api.py",), "shares_no_step_counter"),
+    Mutant("py-load-takes-the-checkpoints-backend", "python", "fusedadam/optimizer.py",
+           '            group["backend"] = backend', '            pass',
+           "a GPU run's checkpoint (backend 'cuda') makes a CPU optimizer refuse to step after loading it",
+           ("tests/test_api.py",), "keeps_the_loading"),
     Mutant("native-param-address-unchecked", "native", "csrc/bindings.cpp",
            "    if (access.data_ptr(param) != reinterpret_cast<uintptr_t>(table.tensors[i].param)) "
            "return static_cast<long>(i);",

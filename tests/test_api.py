@@ -223,6 +223,24 @@ def test_loading_a_state_dict_shares_no_step_counter_with_the_optimizer_that_sav
     assert [oa.state[p]["step"].item() for p in a.parameters()] == [4.0] * len(list(a.parameters()))
 
 
+def test_a_checkpoint_keeps_the_loading_optimizers_backend():
+    """Where a step runs is this process's choice: a checkpoint saved by a GPU run (backend "cuda" in its groups)
+    loads into a CPU optimizer and steps there, and one saved with backend "cpu" does not move a "torch" group."""
+    a = _model()
+    oa = FusedAdam(a.parameters(), lr=1e-2, backend="cpu")
+    _train(a, oa, 2)
+    saved_on_a_gpu = copy.deepcopy(oa.state_dict())
+    saved_on_a_gpu["param_groups"][0]["backend"] = "cuda"
+    for backend in ("cpu", "torch"):
+        b = copy.deepcopy(a)
+        ob = FusedAdam(b.parameters(), lr=1e-2, backend=backend)
+        ob.load_state_dict(copy.deepcopy(saved_on_a_gpu))
+        assert ob.param_groups[0]["backend"] == backend
+        assert ob.backends == [{("cpu", torch.float32): backend}]
+        _train(b, ob, 1, seed=3)
+        assert all(ob.state[p]["step"].item() == 3 for p in b.parameters())
+
+
 @pytest.mark.parametrize("backend", ["cpu", "torch"])
 def test_step_counters_follow_torchs_dtype_under_a_float64_default(backend):
     """torch keeps step counters in float64 when torch.set_default_dtype(torch.float64) is in effect (fp32 parameters
