@@ -3,14 +3,19 @@ are recorded in $OUT/summary.json whatever happens (a phase that fails, hangs or
 summary is rewritten after every phase, so even a run cut short by the lease leaves one).
 
     OUT=/tmp/out python3 bench/gpu_check.py            # what bench/gpu_check.sh runs
-    GPU_CHECK_BUDGET=450 ...                            # seconds for all phases together (default 450)
+    GPU_CHECK_BUDGET=560 ...                            # seconds for all phases together (default 560)
 
 Phases: preflight (GPU, driver, nvcc, Python, torch, Triton, setuptools, pybind11, compute-sanitizer; the build path
 chosen from what is there, no network), build (sm_90 only), info --kernels, the GPU-only tests, the benchmark, the
-sanitizer (memcheck, racecheck and synccheck over bench/sanitizer_problem.py through cuda and triton; findings
-counted), the correctness matrix on the GPU, the precision-mode and torch.compile benchmarks. Without a GPU the build
-and info phases still run (they need none: the rehearsal checks the build path), every GPU phase fails at once with
-the reason, and the summary is still written."""
+precision-mode and torch.compile benchmarks, the correctness matrix on the GPU (spread over the cores with
+pytest-xdist when it is there: most of its time is Triton compiling each mode's kernel), and last the sanitizer
+(memcheck, racecheck and synccheck over bench/sanitizer_problem.py through cuda and triton; findings counted). The
+order and the limits come from the first run on an H200 (bench/NOTES.md, "The first GPU run"). Without a GPU the
+build and info phases still run (they need none: the rehearsal checks the build path), every GPU phase fails at once
+with the reason, and the summary is still written.
+
+$OUT receives five files at most (the lease returns eight): summary.json, the three benchmarks' JSON and phases.log,
+every phase's whole output one after another."""
 from __future__ import annotations
 
 import json
@@ -26,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(os.environ.get("OUT", ROOT / "bench" / "results" / "local"))
 PYTHON = os.environ.get("PYTHON", sys.executable)
-BUDGET = float(os.environ.get("GPU_CHECK_BUDGET", "450"))
+BUDGET = float(os.environ.get("GPU_CHECK_BUDGET", "560"))
 START = time.monotonic()
 
 SUMMARY: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": os.environ.get("FUSEDADAM_COMMIT", ""),
@@ -61,7 +66,6 @@ def phase(name: str, limit: float, cmd: list[str], needs_gpu: bool = True, env: 
         allowed = min(limit, remaining())
         record["limit_s"] = round(allowed)
         started = time.monotonic()
-        log = OUT / f"{name}.log"
         try:
             done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
                                   timeout=allowed)
@@ -73,7 +77,9 @@ def phase(name: str, limit: float, cmd: list[str], needs_gpu: bool = True, env: 
         except OSError as error:
             output = str(error)
             record.update(status="failed", exit=None, reason=str(error))
-        log.write_text(output)
+        with open(OUT / "phases.log", "a") as log:
+            log.write(f"===== {name} ({record['status']}, {round(time.monotonic() - started, 1)} s): "
+                      f"{record['command']}\n{output}\n")
         record["seconds"] = round(time.monotonic() - started, 1)
         record["tail"] = tail(output)
         if parse is not None:
@@ -97,7 +103,7 @@ def version_of(cmd: list[str]) -> str:
 PROBE = """
 import json, sys
 found = {"python": sys.version.split()[0]}
-for name in ("torch", "triton", "setuptools", "wheel", "pybind11", "numpy", "pytest", "hypothesis"):
+for name in ("torch", "triton", "setuptools", "wheel", "pybind11", "numpy", "pytest", "hypothesis", "xdist"):
     try:
         found[name] = __import__(name).__version__
     except Exception as error:
@@ -171,36 +177,40 @@ def pytest_counts(output: str) -> dict:
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "phases.log").unlink(missing_ok=True)
     preflight()
     pytest = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"]
     bench = [PYTHON, "-m", "fusedadam", "bench", "--device", "cuda", "--plain", "--repeats", "10"]
+    # Limits from the first H200 run: build 100 s on 16 cores, info 17, GPU tests 32, the benchmark 132, the
+    # precision and compiled benchmarks about 100 together; the matrix did not finish in 185 s on 4 workers.
     phase("build", 150, SUMMARY["build_command"], needs_gpu=False,
           env={"FUSEDADAM_CUDA_ARCHS": os.environ.get("FUSEDADAM_CUDA_ARCHS", "90")})
     phase("info", 30, [PYTHON, "-m", "fusedadam", "info", "--kernels"], needs_gpu=False)
     # What only a GPU shows, first: one launch for thousands of tensors, 2^31 + 1 elements, CUDA graphs, streams,
     # devices, checkpoints between GPU and CPU (tests/test_gpu.py, bench/NOTES.md lists them).
-    phase("gpu-tests", 90, pytest + ["-m", "gpu", "tests/test_gpu.py"], parse=pytest_counts)
-    phase("bench", 150, bench + ["--dtype", "fp32", "bf16", "--presets", "flat-max", "gpt2-124m", "llama-1b",
+    phase("gpu-tests", 60, pytest + ["-m", "gpu", "tests/test_gpu.py"], parse=pytest_counts)
+    phase("bench", 160, bench + ["--dtype", "fp32", "bf16", "--presets", "flat-max", "gpt2-124m", "llama-1b",
                                  "many-small-10000x4096", "host-1000x16", "--impls", "torch-forloop", "torch-foreach",
                                  "torch-fused", "fusedadam-cuda", "fusedadam-triton", "--json", str(OUT / "bench.json")])
-    sanitizer = SUMMARY.get("sanitizer_path") or "compute-sanitizer"
-    for backend in ("cuda", "triton"):
-        phase(f"sanitizer-{backend}", 50, ["bash", "-c", " && ".join(
-            f"{sanitizer} --tool {tool} --error-exitcode 3 {PYTHON} bench/sanitizer_problem.py --backend {backend}"
-            for tool in ("memcheck", "racecheck", "synccheck"))], parse=sanitizer_findings)
-    phase("matrix", 90, pytest + ["-m", "gpu", "--maxfail=20", "tests/test_correctness.py", "tests/test_grad_scaler.py",
-                                  "tests/test_precision_modes.py", "tests/test_storage_rounding.py",
-                                  "tests/test_eight_bit_states.py"],
-          parse=pytest_counts)
-    phase("bench-precision", 60, bench + ["--dtype", "bf16", "fp32", "--presets", "gpt2-124m", "llama-1b", "--impls",
-                                          "torch-fused", "fusedadam-cuda", "fusedadam-cuda+master",
-                                          "fusedadam-cuda+bf16-states", "fusedadam-cuda+stochastic",
-                                          "fusedadam-cuda+kahan", "fusedadam-triton+master", "fusedadam-triton+kahan",
-                                          "fusedadam-triton+8bit", "bitsandbytes-adamw8bit", "torchao-adamw8bit",
-                                          "--json", str(OUT / "bench-precision.json")])
-    phase("bench-compiled", 60, bench + ["--dtype", "fp32", "--presets", "gpt2-124m", "--impls", "torch-fused",
+    phase("bench-precision", 100, bench + ["--dtype", "bf16", "fp32", "--presets", "gpt2-124m", "llama-1b", "--impls",
+                                           "torch-fused", "fusedadam-cuda", "fusedadam-cuda+master",
+                                           "fusedadam-cuda+bf16-states", "fusedadam-cuda+stochastic",
+                                           "fusedadam-cuda+kahan", "fusedadam-triton+master", "fusedadam-triton+kahan",
+                                           "fusedadam-triton+8bit", "bitsandbytes-adamw8bit", "torchao-adamw8bit",
+                                           "--json", str(OUT / "bench-precision.json")])
+    phase("bench-compiled", 45, bench + ["--dtype", "fp32", "--presets", "gpt2-124m", "--impls", "torch-fused",
                                          "torch-compiled", "fusedadam-cuda", "fusedadam-triton",
                                          "--json", str(OUT / "bench-compiled.json")])
+    workers = ["-n", str(min(8, os.cpu_count() or 1))] if SUMMARY["environment"].get("xdist") else []
+    phase("matrix", 200, pytest + workers + ["-m", "gpu", "--maxfail=20", "tests/test_eight_bit_states.py",
+                                             "tests/test_correctness.py", "tests/test_grad_scaler.py",
+                                             "tests/test_precision_modes.py", "tests/test_storage_rounding.py"],
+          parse=pytest_counts)
+    sanitizer = SUMMARY.get("sanitizer_path") or "compute-sanitizer"
+    for backend in ("cuda", "triton"):
+        phase(f"sanitizer-{backend}", 120, ["bash", "-c", " && ".join(
+            f"{sanitizer} --tool {tool} --error-exitcode 3 {PYTHON} bench/sanitizer_problem.py --backend {backend}"
+            for tool in ("memcheck", "racecheck", "synccheck"))], parse=sanitizer_findings)
     write_summary()
     print("== summary", flush=True)
     for record in SUMMARY["phases"]:

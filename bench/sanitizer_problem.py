@@ -1,6 +1,7 @@
 """A small, mixed problem for compute-sanitizer (bench/gpu_check.py runs it under memcheck, racecheck and synccheck):
 a few hundred tensors of odd sizes, some as unaligned views into one buffer, stepped once in every storage dtype and
-every precision mode, with AMSGrad, GradScaler's unscale, a GradScaler skip, and tensor lr / betas on the device.
+every precision mode (8-bit moments where the backend steps them), with AMSGrad, GradScaler's unscale, a GradScaler
+skip, and tensor lr / betas on the device.
 
     compute-sanitizer --tool memcheck python3 bench/sanitizer_problem.py --backend cuda
 
@@ -13,6 +14,7 @@ import argparse
 import torch
 
 from fusedadam import FusedAdam
+from fusedadam.backends import EIGHT_BIT_BACKENDS
 
 
 def tensors(dtype: torch.dtype, generator: torch.Generator, device: str) -> list[torch.Tensor]:
@@ -25,7 +27,7 @@ def tensors(dtype: torch.dtype, generator: torch.Generator, device: str) -> list
     return params + [torch.randn(n, generator=generator).to(device=device, dtype=dtype) for n in sizes[100:]]
 
 
-def modes(dtype: torch.dtype) -> list[dict]:
+def modes(dtype: torch.dtype, eight_bit: bool) -> list[dict]:
     found = [dict(), dict(amsgrad=True, weight_decay=0.1), dict(decoupled_weight_decay=True, weight_decay=0.1,
                                                                  maximize=True)]
     if dtype in (torch.float16, torch.bfloat16):
@@ -35,6 +37,10 @@ def modes(dtype: torch.dtype) -> list[dict]:
                   dict(kahan_summation=True, state_dtype=torch.float32, amsgrad=True)]
     if dtype == torch.float32:
         found += [dict(state_dtype=torch.bfloat16, amsgrad=True)]
+    if eight_bit and dtype != torch.float64:  # codes for the tensors of 4096 elements and more, fp32 for the rest
+        found += [dict(state_dtype="8bit", amsgrad=True)]
+        if dtype != torch.float32:
+            found += [dict(state_dtype="8bit", master_weights=True)]
     return found
 
 
@@ -47,7 +53,7 @@ def main() -> int:
     dtypes = [torch.float32, torch.float16, torch.bfloat16] + ([torch.float64] if args.backend != "triton" else [])
     steps = 0
     for dtype in dtypes:
-        for options in modes(dtype):
+        for options in modes(dtype, args.backend in EIGHT_BIT_BACKENDS):
             params = tensors(dtype, generator, device)
             lr = torch.tensor(1e-3, device=device)
             betas = (torch.tensor(0.9, device=device), torch.tensor(0.99, device=device))
