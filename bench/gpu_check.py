@@ -8,13 +8,14 @@ summary is rewritten after every phase, so even a run cut short by the lease lea
 Phases: preflight (GPU, driver, nvcc, Python, torch, Triton, setuptools, pybind11, compute-sanitizer; the build path
 chosen from what is there, no network), build (sm_90 only), info --kernels, the GPU-only tests, the benchmark, the
 precision-mode and torch.compile benchmarks, the correctness matrix on the GPU (spread over the cores with
-pytest-xdist when it is there: most of its time is Triton compiling each mode's kernel), and last the sanitizer
+pytest-xdist when it is there: most of its time is Triton compiling each mode's kernel), the 8-bit piece-shape sweep
+(bench/eight_bit_sweep.py), and last the sanitizer
 (memcheck, racecheck and synccheck over bench/sanitizer_problem.py through cuda and triton; findings counted). The
 order and the limits come from the first run on an H200 (bench/NOTES.md, "The first GPU run"). Without a GPU the
 build and info phases still run (they need none: the rehearsal checks the build path), every GPU phase fails at once
 with the reason, and the summary is still written.
 
-$OUT receives five files at most (the lease returns eight): summary.json, the three benchmarks' JSON and phases.log,
+$OUT receives six files at most (the lease returns eight): summary.json, the four benchmarks' JSON and phases.log,
 every phase's whole output one after another."""
 from __future__ import annotations
 
@@ -206,6 +207,9 @@ def main() -> int:
                                              "tests/test_correctness.py", "tests/test_grad_scaler.py",
                                              "tests/test_precision_modes.py", "tests/test_storage_rounding.py"],
           parse=pytest_counts)
+    # The 8-bit step's piece shapes (it reached 60-63% of the probe on the first run; bench/NOTES.md).
+    phase("sweep-8bit", 120, [PYTHON, "bench/eight_bit_sweep.py", "--presets", "llama-1b", "--json",
+                              str(OUT / "sweep-8bit.json")])
     sanitizer = SUMMARY.get("sanitizer_path") or "compute-sanitizer"
     for backend in ("cuda", "triton"):
         phase(f"sanitizer-{backend}", 120, ["bash", "-c", " && ".join(
@@ -216,7 +220,7 @@ def main() -> int:
     for record in SUMMARY["phases"]:
         extra = {k: record[k] for k in ("tests", "sanitizer_errors", "reason") if k in record}
         print(f"{record['name']:<18} {record['status']:<10} {record.get('seconds', 0):>6} s  {extra or ''}", flush=True)
-    for report in ("bench.json", "bench-precision.json", "bench-compiled.json"):
+    for report in ("bench.json", "bench-precision.json", "bench-compiled.json", "sweep-8bit.json"):
         if (OUT / report).exists():
             shown = subprocess.run([PYTHON, "-c", "import json, sys; from fusedadam.bench.report import format_table; "
                                     "print(format_table(json.load(open(sys.argv[1]))))", str(OUT / report)],

@@ -21,6 +21,10 @@ from .device import DeviceRunner, Launch
 # elements per thread took 224-255 registers and spilled with bf16 + master + AMSGrad; 8 beside fp32 arrays, 127-183.
 # The interpreter pays per operation, not per element, so it takes the same chunks in fewer, wider pieces.
 GPU_CHUNK_SIZE, NUM_WARPS = 16384, 8
+# 8-bit moments: 4 elements a thread whatever the parameters' width. With 8, bf16 + stochastic rounding or Kahan +
+# AMSGrad took 218-230 registers under Triton 3.6 (one program per SM); with 4, at most 128. On an H200 the 8-bit
+# step reached only 60-63% of the probe (bench/NOTES.md): bench/eight_bit_sweep.py times other shapes of a piece.
+EIGHT_BIT_ELEMENTS_PER_THREAD = 4
 INTERPRETER_CHUNK_SIZE, INTERPRETER_BLOCK = 16384, 4096
 TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # fp64 storage: the cpu and cuda backends
 
@@ -30,11 +34,9 @@ INTERPRETER_PROGRAMS: int | None = None
 
 
 def gpu_block(param_itemsize: int, state_itemsize: int, master_weights: bool) -> int:
-    widest = max(param_itemsize, state_itemsize, 4 if master_weights else 0)
     if state_itemsize == 1:
-        # 8-bit moments: 4 elements a thread whatever the parameters' width. With 8, bf16 + stochastic rounding or
-        # Kahan + AMSGrad took 218-230 registers under Triton 3.6 (one program per SM); with 4, at most 128.
-        widest = 4
+        return NUM_WARPS * 32 * EIGHT_BIT_ELEMENTS_PER_THREAD
+    widest = max(param_itemsize, state_itemsize, 4 if master_weights else 0)
     return NUM_WARPS * 32 * (16 // widest)
 
 
@@ -56,14 +58,14 @@ def _launch(launch: Launch) -> None:
         return
     index = launch.table.device.index
     sms, arch = _device_properties(index)
+    block = gpu_block(launch.dtype.itemsize, launch.state_dtype.itemsize, launch.param_update == "master")
     key = (index, launch.dtype, launch.state_dtype, launch.param_update, launch.aligned16, launch.weight_decay_mode,
            launch.amsgrad, launch.maximize, launch.lr_tensor is None, launch.beta1_tensor is None,
-           launch.beta2_tensor is None, launch.grad_scale is None, launch.found_inf is None)
+           launch.beta2_tensor is None, launch.grad_scale is None, launch.found_inf is None, block, NUM_WARPS)
     # A persistent grid is as many programs as the SMs hold at once: known from the compiled kernel's registers after
     # its first launch (which takes 2 per SM, at worst a second wave of a few programs).
     programs = min(launch.num_chunks, sms * _resident.get(key, 2))
     with torch.cuda.device(launch.table.device):
-        block = gpu_block(launch.dtype.itemsize, launch.state_dtype.itemsize, launch.param_update == "master")
         compiled = launch_multi_tensor_adam(launch=launch, block=block, programs=programs,
                                             num_warps=NUM_WARPS)
     if key not in _resident:
