@@ -24,7 +24,7 @@ BACKENDS: dict[str, Backend] = {
 # What "auto" tries, in order, for each device type; the torch backend takes everything else.
 AUTO_ORDER = {"cpu": ("cpu",), "cuda": ("cuda", "triton")}
 # The backends whose kernels step 8-bit moments (state_dtype="8bit"): auto picks among these for such a parameter.
-EIGHT_BIT_BACKENDS = ("cpu", "triton")
+EIGHT_BIT_BACKENDS = tuple(name for name, backend in BACKENDS.items() if backend.steps_eight_bit)
 
 
 def _refusal(name: str, p: torch.Tensor) -> str | None:

@@ -58,6 +58,7 @@ class Runner(Protocol):
 
 class Backend(Protocol):
     name: str
+    steps_eight_bit: bool  # whether its kernel steps 8-bit moments (state_dtype="8bit")
 
     def unavailable_reason(self) -> str | None:
         """Why this backend cannot run in this process, or None."""

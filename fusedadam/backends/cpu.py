@@ -64,6 +64,7 @@ class CpuRunner:
 
 class CpuBackend:
     name = "cpu"
+    steps_eight_bit = True
 
     def unavailable_reason(self) -> str | None:
         if try_native() is None:

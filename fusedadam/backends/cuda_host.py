@@ -46,6 +46,7 @@ def _launch(launch: Launch) -> None:
 
 class CudaHostBackend:
     name = "cuda-host"
+    steps_eight_bit = False  # the CUDA kernel's code, which does not step them yet
 
     def unavailable_reason(self) -> str | None:
         return cuda_module_reason()

@@ -106,6 +106,7 @@ def _fused_devices() -> set[str]:
 
 class TorchBackend:
     name = "torch"
+    steps_eight_bit = False  # torch.optim has no 8-bit moments
 
     def unavailable_reason(self) -> str | None:
         return None

@@ -76,6 +76,7 @@ def _launch(launch: Launch) -> None:
 
 class TritonBackend:
     name = "triton"
+    steps_eight_bit = True
 
     def unavailable_reason(self) -> str | None:
         if importlib.util.find_spec("triton") is None:
