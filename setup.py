@@ -138,9 +138,8 @@ class BuildExtWithCuda(build_ext):
             # editable install builds in a fresh temporary folder each time, and nvcc is most of a build.
             out_dir = ROOT / "build" / "cuda-objects"
             out_dir.mkdir(parents=True, exist_ok=True)
-            sources = sorted((CSRC / "cuda").glob("*.cu"))
 
-            def compile_one(source):
+            def planned(source):
                 # The host compiler contracts nothing, as for the CPU kernels: the kernel code nvcc also compiles for
                 # the host (backend "cuda-host") then computes exactly what the CPU kernel does. Device code keeps
                 # nvcc's FMA contraction (--fmad=true), as torch's kernels do.
@@ -151,7 +150,9 @@ class BuildExtWithCuda(build_ext):
                 key = hashlib.sha256(b"".join(p.read_bytes() for p in included_files(source)))
                 key.update(" ".join(cmd).encode())
                 obj = out_dir / f"{source.stem}-{key.hexdigest()[:16]}.o"
-                cmd += ["-o", str(obj)]
+                return cmd + ["-o", str(obj)], obj
+
+            def compile_one(cmd, obj):
                 log = obj.with_suffix(".log")
                 if obj.exists() and log.exists():
                     return cmd, obj, subprocess.CompletedProcess(cmd, 0, log.read_text(), "")
@@ -160,10 +161,46 @@ class BuildExtWithCuda(build_ext):
                     log.write_text(done.stdout + done.stderr)
                 return cmd, obj, done
 
-            with ThreadPoolExecutor(max_workers=build_jobs()) as pool:
-                results = list(pool.map(compile_one, sources))
-            ptxas = []
-            for cmd, obj, done in results:
+            plans = [planned(source) for source in sorted((CSRC / "cuda").glob("*.cu"))]
+            # An object this build has not made yet (other archs, flags or sources) makes the module out of date.
+            ext.depends = [*ext.depends, *(str(obj) for _, obj in plans)]
+            # nvcc runs while the C++ sources compile (it took 100 s on 16 cores one after the other, the longest .cu
+            # and .cpp files setting each half); its objects join the link, which waits for them.
+            pool = ThreadPoolExecutor(max_workers=build_jobs())
+            pending = [pool.submit(compile_one, cmd, obj) for cmd, obj in plans]
+            ext.define_macros.append(("FUSEDADAM_WITH_CUDA", "1"))
+            ext.library_dirs.append(str(cuda_library_dir(nvcc)))
+            # Static cudart: the wheel needs only the driver, which is loaded lazily at the first CUDA call,
+            # so the module imports on machines without a GPU.
+            ext.libraries += ["cudart_static", "dl", "rt", "pthread"]
+            link = self.compiler.link_shared_object
+
+            def link_with_cuda_objects(objects, *args, **kwargs):
+                return link(list(objects) + self._cuda_objects(pending), *args, **kwargs)
+
+            self.compiler.link_shared_object = link_with_cuda_objects
+            try:
+                super().build_extension(ext)
+                self._cuda_objects(pending)  # also when setuptools found the module up to date and linked nothing
+            finally:
+                self.compiler.link_shared_object = link
+                pool.shutdown(cancel_futures=True)
+        else:
+            self._ptxas_report = None
+            print("fusedadam: building without CUDA (nvcc not found or FUSEDADAM_NO_CUDA=1)", flush=True)
+            super().build_extension(ext)
+        report = Path(self.get_ext_fullpath(ext.name)).with_name(PTXAS_REPORT)
+        if self._ptxas_report is None:
+            report.unlink(missing_ok=True)
+        else:
+            report.write_text(self._ptxas_report)
+
+    def _cuda_objects(self, pending) -> list[str]:
+        """The nvcc objects, once each has finished: their commands and messages printed, the ptxas report kept, and
+        a SystemExit naming the first source nvcc failed on."""
+        if getattr(self, "_cuda_done", None) is not pending:
+            ptxas, objects = [], []
+            for cmd, obj, done in (future.result() for future in pending):
                 print(" ".join(cmd), flush=True)
                 lines = (done.stdout + done.stderr).splitlines()
                 ptxas += [line for line in lines if line.startswith("ptxas info") or line.startswith("    ")]
@@ -172,22 +209,10 @@ class BuildExtWithCuda(build_ext):
                     print("\n".join(other), flush=True)
                 if done.returncode != 0:
                     raise SystemExit(f"nvcc failed on {cmd[-3]} (exit {done.returncode})")
-                ext.extra_objects.append(str(obj))
+                objects.append(str(obj))
             self._ptxas_report = "\n".join(ptxas) + "\n"
-            ext.define_macros.append(("FUSEDADAM_WITH_CUDA", "1"))
-            ext.library_dirs.append(str(cuda_library_dir(nvcc)))
-            # Static cudart: the wheel needs only the driver, which is loaded lazily at the first CUDA call,
-            # so the module imports on machines without a GPU.
-            ext.libraries += ["cudart_static", "dl", "rt", "pthread"]
-        else:
-            self._ptxas_report = None
-            print("fusedadam: building without CUDA (nvcc not found or FUSEDADAM_NO_CUDA=1)", flush=True)
-        super().build_extension(ext)
-        report = Path(self.get_ext_fullpath(ext.name)).with_name(PTXAS_REPORT)
-        if self._ptxas_report is None:
-            report.unlink(missing_ok=True)
-        else:
-            report.write_text(self._ptxas_report)
+            self._cuda_done, self._cuda_object_paths = pending, objects
+        return self._cuda_object_paths
 
     def copy_extensions_to_source(self):
         """Editable installs copy the module into the source tree; the ptxas report goes beside it."""
@@ -210,7 +235,8 @@ native = Pybind11Extension(
     "fusedadam._C",
     sources=sorted(str(p.relative_to(ROOT)) for p in [CSRC / "bindings.cpp", *(CSRC / "cpu").glob("*.cpp")]),
     include_dirs=[str(CSRC)],
-    depends=sorted(str(p.relative_to(ROOT)) for p in CSRC.rglob("*.h")),  # a header edit rebuilds the module
+    # A header or CUDA source edit rebuilds the module (the CUDA objects are linked in, build_extension).
+    depends=sorted(str(p.relative_to(ROOT)) for pattern in ("*.h", "*.cuh", "*.cu") for p in CSRC.rglob(pattern)),
     cxx_std=17,
     # -fno-math-errno: without it sqrt() may set errno, which blocks vectorization (measured 2.7x slower).
     # -fno-trapping-math: lets GCC turn the branches of the fp16 conversion into vector selects; no

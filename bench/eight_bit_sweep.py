@@ -1,8 +1,8 @@
 """The shape of the Triton kernel's 8-bit pieces, timed on a GPU (bench/NOTES.md, "The first GPU run": the 8-bit step
 reached 60-63% of the probe on an H200, its time set by something other than bytes). Each configuration is a number
 of elements a thread and of warps a program; all run interleaved in one benchmark beside torch fused AdamW (fp32
-states) and the in-run 4R+3W probe, so their ratios come from one run. Printed: the benchmark's table, then each
-configuration's compiled kernels (registers and programs per SM, as the launcher computed them).
+states) and the in-run 4R+3W probe, so their ratios come from one run. Printed: the benchmark's table, then the
+programs per SM of each compiled kernel (the launcher's count from its registers and shared memory).
 
     python bench/eight_bit_sweep.py [--presets llama-1b] [--dtype fp32 bf16] [--repeats 10] [--json PATH]
 

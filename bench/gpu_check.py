@@ -9,11 +9,10 @@ Phases: preflight (GPU, driver, nvcc, Python, torch, Triton, setuptools, pybind1
 chosen from what is there, no network), build (sm_90 only), info --kernels, the GPU-only tests, the benchmark, the
 precision-mode and torch.compile benchmarks, the correctness matrix on the GPU (spread over the cores with
 pytest-xdist when it is there: most of its time is Triton compiling each mode's kernel), the 8-bit piece-shape sweep
-(bench/eight_bit_sweep.py), and last the sanitizer
-(memcheck, racecheck and synccheck over bench/sanitizer_problem.py through cuda and triton; findings counted). The
-order and the limits come from the first run on an H200 (bench/NOTES.md, "The first GPU run"). Without a GPU the
-build and info phases still run (they need none: the rehearsal checks the build path), every GPU phase fails at once
-with the reason, and the summary is still written.
+(bench/eight_bit_sweep.py), and last the sanitizer (memcheck, racecheck and synccheck over bench/sanitizer_problem.py
+through cuda and triton; findings counted). The order and the limits come from the first run on an H200
+(bench/NOTES.md, "The first GPU run"). Without a GPU the build and info phases still run (they need none: the
+rehearsal checks the build path), every GPU phase fails at once with the reason, and the summary is still written.
 
 $OUT receives six files at most (the lease returns eight): summary.json, the four benchmarks' JSON and phases.log,
 every phase's whole output one after another."""
