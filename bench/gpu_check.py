@@ -7,10 +7,10 @@ summary is rewritten after every phase, so even a run cut short by the lease lea
 
 Phases: preflight (GPU, driver, nvcc, Python, torch, Triton, setuptools, pybind11, compute-sanitizer; the build path
 chosen from what is there, no network), build (sm_90 only), info --kernels, the GPU-only tests, the benchmark, the
-precision-mode and torch.compile benchmarks, the correctness matrix on the GPU (spread over the cores with
-pytest-xdist when it is there: most of its time is Triton compiling each mode's kernel), the 8-bit piece-shape sweep
-(bench/eight_bit_sweep.py), and last the sanitizer (memcheck, racecheck and synccheck over bench/sanitizer_problem.py
-through cuda and triton; findings counted). The order and the limits come from the first run on an H200
+precision-mode and torch.compile benchmarks, a profile of many small tensors (host against kernel time), the
+correctness matrix on the GPU (spread over the cores with pytest-xdist when it is there: most of its time is Triton
+compiling each mode's kernel), the 8-bit piece-shape sweep (bench/eight_bit_sweep.py), and last the sanitizer
+(memcheck, racecheck and synccheck over bench/sanitizer_problem.py through cuda and triton; findings counted). The order and the limits come from the first run on an H200
 (bench/NOTES.md, "The first GPU run"). Without a GPU the build and info phases still run (they need none: the
 rehearsal checks the build path), every GPU phase fails at once with the reason, and the summary is still written.
 
@@ -201,6 +201,9 @@ def main() -> int:
     phase("bench-compiled", 45, bench + ["--dtype", "fp32", "--presets", "gpt2-124m", "--impls", "torch-fused",
                                          "torch-compiled", "fusedadam-cuda", "fusedadam-triton",
                                          "--json", str(OUT / "bench-compiled.json")])
+    # 10000 tensors ran at 13% of the probe, 12x torch fused: host time per step against the kernel's time.
+    phase("profile-many-small", 40, [PYTHON, "-m", "fusedadam", "profile", "--device", "cuda", "--preset",
+                                     "many-small-10000x4096", "--impl", "fusedadam-cuda", "--steps", "10"])
     workers = ["-n", str(min(8, os.cpu_count() or 1))] if SUMMARY["environment"].get("xdist") else []
     phase("matrix", 200, pytest + workers + ["-m", "gpu", "--maxfail=20", "tests/test_eight_bit_states.py",
                                              "tests/test_correctness.py", "tests/test_grad_scaler.py",

@@ -35,8 +35,8 @@ def test_the_gpu_run_leaves_a_summary_of_every_phase_in_few_enough_files(tmp_pat
     status = {phase["name"]: phase["status"] for phase in summary["phases"]}
     assert list(status)[:4] == ["preflight", "build", "info", "gpu-tests"]
     assert status["build"] == status["info"] == "passed"
-    gpu_phases = ["gpu-tests", "bench", "bench-precision", "bench-compiled", "matrix", "sweep-8bit",
-                  "sanitizer-cuda", "sanitizer-triton"]
+    gpu_phases = ["gpu-tests", "bench", "bench-precision", "bench-compiled", "profile-many-small", "matrix",
+                  "sweep-8bit", "sanitizer-cuda", "sanitizer-triton"]
     assert all(status[name] == "failed" for name in gpu_phases), status
     log = (tmp_path / "phases.log").read_text()
     assert "===== build (passed" in log and "===== info (passed" in log
