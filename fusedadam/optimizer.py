@@ -333,11 +333,11 @@ class FusedAdam(torch.optim.Optimizer):
             where = f"parameter {i}{f' ({names[i]!r})' if names else ''} of param group {index}"
             check_grad(p, grad, where)
             check_state(p, self.state.get(p), group, where)
-            backend = _backend_of(group, p, where)
-            check_precision_applies(group, p, backend, lambda: native_refusal(p), where)
-            sharded = backend != "torch" and local_shard(p) is not None
             # One group may hold 8-bit moments and, for its small tensors, fp32 ones: one table each.
             precision = precision_of(group, p.dtype, p.numel())
+            backend = _backend_of(group, p, where, precision)
+            check_precision_applies(group, p, backend, lambda: native_refusal(p), where)
+            sharded = backend != "torch" and local_shard(p) is not None
             part = partitions.setdefault((backend, sharded, p.device, p.dtype, precision),
                                          _Partition(backend, sharded, precision))
             part.params.append(p)
@@ -445,9 +445,12 @@ _CONFIG_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "de
                 "fused", "capturable", "differentiable", "backend", *_PRECISION_OPTIONS)
 
 
-def _backend_of(group: dict, p: torch.Tensor, where: str) -> str:
-    """The backend that steps `p` in `group` (auto picks one whose kernel runs the parameter's storage)."""
-    return resolve(group["backend"], p, where, eight_bit=precision_of(group, p.dtype, p.numel()).quantized)
+def _backend_of(group: dict, p: torch.Tensor, where: str, precision: Precision | None = None) -> str:
+    """The backend that steps `p` in `group` (auto picks one whose kernel runs the parameter's storage); `precision`
+    when the caller has it already."""
+    if precision is None:
+        precision = precision_of(group, p.dtype, p.numel())
+    return resolve(group["backend"], p, where, eight_bit=precision.quantized)
 
 
 def _storage_options(group: dict) -> tuple:
