@@ -117,9 +117,10 @@ def check_precision_applies(group: dict, p: torch.Tensor, backend: str, refusal,
         raise ValueError(f"{where}: {reason}")
     if precision_of(group, p.dtype, p.numel()).quantized:
         if backend not in EIGHT_BIT_BACKENDS:
-            raise ValueError(f"{where}: state_dtype='8bit' runs in the cpu and triton backends' kernels so far, and "
-                             f"this parameter is stepped by the {backend} backend; use backend='triton' (on a GPU), "
-                             "or state_dtype=torch.bfloat16 for it (a param group of its own)")
+            raise ValueError(f"{where}: state_dtype='8bit' runs in the {' and '.join(EIGHT_BIT_BACKENDS)} backends' "
+                             f"kernels so far, and this parameter is stepped by the {backend} backend; use "
+                             "backend='triton' (on a GPU), or state_dtype=torch.bfloat16 for it (a param group of its "
+                             "own)")
         if local_shard(p) is not None:
             raise ValueError(f"{where}: state_dtype='8bit' is not supported for DTensor (FSDP2) parameters yet; use "
                              "state_dtype=torch.bfloat16 for them")
