@@ -18,8 +18,8 @@ from .backends import Runner, StateLayout, StepConfig, local_shard, make_runner,
 from .backends.amp import AmpScaling
 from .precision import (ABSMAX_KEYS, COMPENSATION_KEY, MASTER_KEY, MOMENT_KEYS, MOMENT_MAPS, PRECISION_DEFAULTS,
                         Precision, precision_of)
-from .quantization import dequantize_moment, num_blocks, quantize_moment
 from .profiling import profiler_range
+from .sharded_absmax import absmax_shape, dequantize_moment_of, quantize_moment_of, zero_absmax
 from .state_table import StateTable
 from .validation import (check_constructor_arguments, check_grad, check_hyperparameters, check_param,
                          check_precision_applies, check_state)
@@ -401,7 +401,7 @@ def _store_moment(state: dict, key: str, p: torch.Tensor, precision: Precision) 
         if precision.quantized and value.stride() == p.stride():
             state[absmax_key] = state[absmax_key].to(torch.float32).contiguous()
             return
-        value = dequantize_moment(value, state[absmax_key], fmap)  # another layout or another storage
+        value = dequantize_moment_of(value, state[absmax_key], fmap)  # another layout or another storage
     if not precision.quantized:
         if value is None:
             value = torch.zeros_like(p, dtype=precision.state_dtype, memory_format=torch.preserve_format)
@@ -411,9 +411,9 @@ def _store_moment(state: dict, key: str, p: torch.Tensor, precision: Precision) 
         return
     if value is None:
         state[key] = torch.zeros_like(p, dtype=torch.uint8, memory_format=torch.preserve_format)
-        state[absmax_key] = torch.zeros(num_blocks(p.numel()), dtype=torch.float32, device=p.device)
+        state[absmax_key] = zero_absmax(p)
         return
-    state[key], state[absmax_key] = quantize_moment(torch.empty_like(p, dtype=torch.float32).copy_(value), fmap)
+    state[key], state[absmax_key] = quantize_moment_of(p, torch.empty_like(p, dtype=torch.float32).copy_(value), fmap)
 
 
 class FusedAdamW(FusedAdam):
@@ -532,7 +532,7 @@ def _check_loadable(optimizer: FusedAdam, state_dict: dict[str, Any]) -> None:
             entry = state_dict["state"].get(saved_id, {})
             for key in _STATE_TENSORS:
                 value = entry.get(key)
-                expected = (num_blocks(p.numel()),) if key in ABSMAX_KEYS.values() else p.shape
+                expected = absmax_shape(p) if key in ABSMAX_KEYS.values() else p.shape
                 if isinstance(value, torch.Tensor) and value.shape != expected:
                     raise ValueError(f"loaded state dict has {key} of shape {tuple(value.shape)} for parameter "
                                      f"{saved_id} (group {index}), where {tuple(expected)} was expected (the "

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .precision import ABSMAX_KEYS, COMPENSATION_KEY, MASTER_KEY, MOMENT_MAPS, PRECISION_DEFAULTS
-from .quantization import dequantize_moment
+from .sharded_absmax import dequantize_moment_of
 
 # Group options torch's optimizers do not know.
 _FUSEDADAM_OPTIONS = (*PRECISION_DEFAULTS, "rounding_seed", "backend")
@@ -31,7 +31,7 @@ def to_torch_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
                 if not isinstance(absmax, torch.Tensor):
                     raise ValueError(f"state_dict['state'][{pid!r}][{key!r}] holds 8-bit codes but its "
                                      f"{ABSMAX_KEYS[key]!r} is missing: the codes cannot be decoded without it")
-                value = dequantize_moment(value, absmax, MOMENT_MAPS[key])
+                value = dequantize_moment_of(value, absmax, MOMENT_MAPS[key])
             elif isinstance(value, torch.Tensor):
                 value = value.clone()
             converted[key] = value

@@ -9,8 +9,7 @@ import torch
 from .precision import (ABSMAX_KEYS, PRECISION_DEFAULTS, check_precision_options, needs_native_backend,
                         precision_of, precision_unsupported_reason)
 from .backends import EIGHT_BIT_BACKENDS
-from .backends.local_shards import local_shard
-from .quantization import num_blocks
+from .sharded_absmax import absmax_placement_mismatch, absmax_shape, unsupported_reason as sharding_unsupported_reason
 
 BACKEND_NAMES = ("auto", "cpu", "cuda", "triton", "torch", "cuda-host")
 
@@ -121,9 +120,10 @@ def check_precision_applies(group: dict, p: torch.Tensor, backend: str, refusal,
                              f"kernels so far, and this parameter is stepped by the {backend} backend; use "
                              "backend='triton' (on a GPU), or state_dtype=torch.bfloat16 for it (a param group of its "
                              "own)")
-        if local_shard(p) is not None:
-            raise ValueError(f"{where}: state_dtype='8bit' is not supported for DTensor (FSDP2) parameters yet; use "
-                             "state_dtype=torch.bfloat16 for them")
+        sharding_problem = sharding_unsupported_reason(p)
+        if sharding_problem is not None:
+            raise ValueError(f"{where}: state_dtype='8bit' cannot apply to this DTensor parameter: {sharding_problem}; "
+                             "use state_dtype=torch.bfloat16 for it (a param group of its own)")
     if backend == "torch" and needs_native_backend(group, p):
         options = ", ".join(f"{k}={group[k]!r}" for k, v in PRECISION_DEFAULTS.items() if group.get(k, v) != v)
         why = "backend='torch' was asked for" if group.get("backend") == "torch" else refusal()
@@ -179,8 +179,13 @@ def _check_absmax(p: torch.Tensor, state: dict, key: str, where: str) -> None:
         raise KeyError(f"{where}: its state[{key!r}] holds 8-bit codes (uint8) but state[{absmax_key!r}] is "
                        f"{'missing' if absmax is None else type(absmax).__name__}; the codes cannot be read without it "
                        "(set opt.state[p] = {} to start the state afresh)")
-    blocks = (num_blocks(p.numel()),)
+    blocks = absmax_shape(p)
     if absmax.shape != blocks or absmax.device != p.device or not absmax.is_floating_point():
         raise RuntimeError(f"{where}: its state[{absmax_key!r}] is {absmax.dtype} {tuple(absmax.shape)} on "
                            f"{absmax.device}; 8-bit {key} of this parameter needs a floating-point tensor of shape "
-                           f"{blocks} on {p.device} (one absmax per block of 256 elements)")
+                           f"{blocks} on {p.device} (one absmax per block of 256 elements"
+                           f"{' of each local shard, a row per shard' if len(blocks) == 2 else ''})")
+    placement_problem = absmax_placement_mismatch(p, absmax)
+    if placement_problem is not None:
+        raise RuntimeError(f"{where}: its state[{absmax_key!r}] {placement_problem} (set opt.state[p] = {{}} to start "
+                           "the state afresh)")

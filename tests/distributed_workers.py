@@ -39,14 +39,24 @@ def _loss(model: nn.Module, data: torch.Tensor) -> torch.Tensor:
     return (out * scale).pow(2).mean()
 
 
-def _data(rank: int, step: int) -> torch.Tensor:
-    return torch.randn(4, 8, generator=torch.Generator().manual_seed(100 * rank + step))
+def _wide_model() -> nn.Module:
+    """A weight that keeps 8-bit moments (at least 4096 elements) on every rank of 2, its local shards (46 and 45 rows
+    of 96: 17.25 and 16.875 blocks of 256) ending mid-block; a small weight (fp32 moments) and an empty shard beside."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(96, 91), nn.Tanh(), nn.Linear(91, 3))
+    model.register_parameter("scale", nn.Parameter(torch.ones(1)))
+    return model
+
+
+def _data(rank: int, step: int, features: int = 8) -> torch.Tensor:
+    return torch.randn(4, features, generator=torch.Generator().manual_seed(100 * rank + step))
 
 
 def _train(model, optimizer, rank, steps=STEPS, first=0):
+    features = (model.module if hasattr(model, "module") else model)[0].in_features
     for step in range(first, first + steps):
         optimizer.zero_grad()
-        _loss(model, _data(rank, step)).backward()
+        _loss(model, _data(rank, step, features)).backward()
         optimizer.step()
 
 
@@ -85,10 +95,10 @@ def zero(rank: int, world: int, port: int) -> None:
     _finish()
 
 
-def _sharded_model(mesh, dtype=torch.float32):
+def _sharded_model(mesh, dtype=torch.float32, make=_model):
     from torch.distributed.fsdp import fully_shard
 
-    model = _model().to(dtype)
+    model = make().to(dtype)
     for layer in (model[0], model[2]):
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
@@ -117,10 +127,11 @@ def fsdp2(rank: int, world: int, port: int) -> None:
     _finish()
 
 
-def dcp_round_trip(rank: int, world: int, port: int, folder: str, master_weights: bool = False) -> None:
+def dcp_round_trip(rank: int, world: int, port: int, folder: str, variant: str = "fp32") -> None:
     """get/set_state_dict through torch.distributed.checkpoint: a restored model and optimizer continue
-    exactly as the originals do. With master_weights, a bf16 model whose fp32 master copies are DTensors
-    (local shards stepped natively) and survive the checkpoint at full precision."""
+    exactly as the originals do. variant "master_weights": a bf16 model whose fp32 master copies are DTensors
+    (local shards stepped natively) and survive the checkpoint at full precision. "8bit": 8-bit moments, their codes
+    and each local shard's absmaxes restored bit for bit."""
     _init(rank, world, port)
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
@@ -128,9 +139,11 @@ def dcp_round_trip(rank: int, world: int, port: int, folder: str, master_weights
     from torch.distributed.tensor import DTensor
 
     mesh = init_device_mesh("cpu", (world,))
+    master_weights = variant == "master_weights"
     dtype = torch.bfloat16 if master_weights else torch.float32
-    options = dict(OPTIONS, master_weights=master_weights)
-    original = _sharded_model(mesh, dtype)
+    make = _wide_model if variant == "8bit" else _model
+    options = dict(OPTIONS, master_weights=master_weights, state_dtype="8bit" if variant == "8bit" else None)
+    original = _sharded_model(mesh, dtype, make)
     optimizer = FusedAdamW(original.parameters(), **options)
     _train(original, optimizer, rank)
     if master_weights:
@@ -141,13 +154,18 @@ def dcp_round_trip(rank: int, world: int, port: int, folder: str, master_weights
     model_state, optimizer_state = get_state_dict(original, optimizer)
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=folder)
 
-    restored = _sharded_model(mesh, dtype)
+    restored = _sharded_model(mesh, dtype, make)
     restored_optimizer = FusedAdamW(restored.parameters(), **options)
     model_state, optimizer_state = get_state_dict(restored, restored_optimizer)
     loaded = {"model": model_state, "optimizer": optimizer_state}
     dcp.load(loaded, checkpoint_id=folder)
     set_state_dict(restored, restored_optimizer, model_state_dict=loaded["model"],
                    optim_state_dict=loaded["optimizer"])
+    if variant == "8bit":
+        for p, q in zip(original.parameters(), restored.parameters()):
+            for key, value in optimizer.state[p].items():
+                if key != "step":
+                    assert torch.equal(value.to_local(), restored_optimizer.state[q][key].to_local()), key
 
     _train(original, optimizer, rank, steps=2, first=STEPS)
     _train(restored, restored_optimizer, rank, steps=2, first=STEPS)
@@ -157,4 +175,102 @@ def dcp_round_trip(rank: int, world: int, port: int, folder: str, master_weights
             assert torch.equal(optimizer.state[p]["master_param"].full_tensor(),
                                restored_optimizer.state[q]["master_param"].full_tensor())
     assert restored_optimizer.state[next(restored.parameters())]["step"].item() == STEPS + 2
+    _finish()
+
+
+def fsdp2_eight_bit(rank: int, world: int, port: int) -> None:
+    """8-bit moments under FSDP2: each rank's local shard steps exactly as the same tensor stepped alone by FusedAdamW
+    would (its blocks are its own shard's), its absmaxes one row of a DTensor; a torch.optim.AdamW checkpoint is
+    quantized shard by shard on load; to_torch_state_dict decodes to DTensor moments torch.optim.AdamW loads."""
+    _init(rank, world, port)
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor
+
+    from fusedadam import to_torch_state_dict
+
+    mesh = init_device_mesh("cpu", (world,))
+    model = _sharded_model(mesh, make=_wide_model)
+    params = list(model.parameters())
+    wide = next(i for i, p in enumerate(params) if p is model[0].weight)
+    assert params[wide].numel() >= 4096 and params[wide].to_local().numel() % 256 != 0
+    assert any(p.to_local().numel() == 0 for p in params) == (rank == 1), "expected an empty shard"
+    alone = [p.to_local().detach().clone() for p in params]
+    eight_bit = dict(OPTIONS, state_dtype="8bit")
+    optimizer, alone_optimizer = FusedAdamW(params, **eight_bit), FusedAdamW(alone, **eight_bit)
+    assert set(optimizer.backends[0].values()) == {"cpu"}, optimizer.backends
+
+    def step_both(step: int) -> None:
+        optimizer.zero_grad()
+        _loss(model, _data(rank, step, 96)).backward()
+        for a, p in zip(alone, params):
+            a.grad = p.grad.to_local().clone()
+        optimizer.step()
+        alone_optimizer.step()
+
+    def same_as_alone() -> None:
+        for p, a in zip(params, alone):
+            assert torch.equal(p.to_local(), a)
+            ours, theirs = optimizer.state[p], alone_optimizer.state[a]
+            assert set(ours) == set(theirs), (set(ours), set(theirs))
+            for key in ("exp_avg", "exp_avg_sq"):
+                assert isinstance(ours[key], DTensor) and ours[key].placements == p.placements
+                assert torch.equal(ours[key].to_local(), theirs[key]), key
+            if "exp_avg_absmax" in ours:  # the 8-bit weight; the small ones keep fp32 moments, as alone
+                row = ours["exp_avg_absmax"].to_local()
+                assert ours["exp_avg_absmax"].shape == (world, 18) and row.shape == (1, 18)
+                assert torch.equal(row[0, :theirs["exp_avg_absmax"].numel()], theirs["exp_avg_absmax"])
+                assert not row[0, theirs["exp_avg_absmax"].numel():].any()
+
+    for step in range(STEPS):
+        step_both(step)
+    assert optimizer.state[params[wide]]["exp_avg"].dtype == torch.uint8
+    same_as_alone()
+
+    # torch.optim.AdamW's checkpoint (fp32 DTensor moments) into 8-bit moments, against the same plain tensors'.
+    torch_model = _sharded_model(mesh, make=_wide_model)
+    torch_optimizer = torch.optim.AdamW(torch_model.parameters(), **OPTIONS)
+    _train(torch_model, torch_optimizer, rank)
+    saved = torch_optimizer.state_dict()
+    optimizer.load_state_dict(saved)
+    alone_optimizer.load_state_dict({**saved, "state": {
+        pid: {k: v.to_local() if isinstance(v, DTensor) else v for k, v in entry.items()}
+        for pid, entry in saved["state"].items()}})
+    step_both(STEPS)
+    same_as_alone()
+
+    converted = to_torch_state_dict(optimizer.state_dict())
+    exp_avg = converted["state"][wide]["exp_avg"]
+    assert isinstance(exp_avg, DTensor) and exp_avg.dtype == torch.float32
+    assert exp_avg.placements == params[wide].placements and "exp_avg_absmax" not in converted["state"][wide]
+    decoded = to_torch_state_dict(alone_optimizer.state_dict())["state"][wide]["exp_avg"]
+    assert torch.equal(exp_avg.to_local(), decoded)
+    torch_optimizer.load_state_dict(converted)
+    _train(torch_model, torch_optimizer, rank, steps=1, first=STEPS)
+
+    # Bad inputs, refused before anything moves: a plain absmax for a DTensor moment, and placements that shard a
+    # parameter over two mesh dimensions (whose local blocks no one row per shard describes).
+    state = optimizer.state[params[wide]]
+    before = {key: value.to_local().clone() for key, value in state.items() if key != "step"}
+    weight_before, rows = params[wide].to_local().clone(), state["exp_avg_absmax"]
+    state["exp_avg_absmax"] = rows.full_tensor()
+    _loss(model, _data(rank, 0, 96)).backward()
+    try:
+        optimizer.step()
+        raise AssertionError("a plain absmax for a DTensor parameter's 8-bit moments was accepted")
+    except RuntimeError as error:
+        assert "exp_avg_absmax" in str(error) and "local shard" in str(error), error
+    assert torch.equal(params[wide].to_local(), weight_before)
+    state["exp_avg_absmax"] = rows
+    assert all(torch.equal(state[key].to_local(), value) for key, value in before.items())
+
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    square = init_device_mesh("cpu", (world, 1), mesh_dim_names=("a", "b"))
+    twice_sharded = distribute_tensor(torch.randn(64, 128), square, [Shard(0), Shard(1)]).requires_grad_()
+    twice_sharded.grad = distribute_tensor(torch.randn(64, 128), square, [Shard(0), Shard(1)])
+    try:
+        FusedAdamW([twice_sharded], state_dtype="8bit").step()
+        raise AssertionError("8-bit moments were accepted for a parameter sharded over two mesh dimensions")
+    except ValueError as error:
+        assert "state_dtype='8bit'" in str(error) and "more than one mesh dimension" in str(error), error
     _finish()

@@ -2,7 +2,7 @@
 DDP keeps the ranks bit-identical; ZeroRedundancyOptimizer(optimizer_class=FusedAdamW) works; under FSDP2
 (fully_shard, DTensor parameters) the native backend steps each rank's local shard, an empty shard
 included, and matches torch.optim.AdamW; torch.distributed.checkpoint round-trips model and optimizer, fp32
-master weights of a bf16 model included."""
+master weights of a bf16 model and 8-bit moments included; 8-bit moments step each local shard as it would alone."""
 import socket
 
 import pytest
@@ -42,4 +42,12 @@ def test_distributed_checkpoint_round_trip_under_fsdp2(tmp_path):
 
 
 def test_fsdp2_master_weights_are_sharded_and_checkpointed_at_full_precision(tmp_path):
-    _spawn(workers.dcp_round_trip, str(tmp_path / "checkpoint"), True)
+    _spawn(workers.dcp_round_trip, str(tmp_path / "checkpoint"), "master_weights")
+
+
+def test_fsdp2_eight_bit_moments_step_each_local_shard_as_alone_and_convert_both_ways():
+    _spawn(workers.fsdp2_eight_bit)
+
+
+def test_distributed_checkpoint_round_trip_of_eight_bit_moments_under_fsdp2(tmp_path):
+    _spawn(workers.dcp_round_trip, str(tmp_path / "checkpoint"), "8bit")

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import torch
 
+from ..precision import ABSMAX_KEYS
 from .amp import AmpScaling
 from .base import Backend, StateLayout, StateOf, StepConfig
 
@@ -32,6 +33,16 @@ def local_shard(p: torch.Tensor) -> torch.Tensor | None:
     return p.to_local() if cls is not None and isinstance(p, cls) else None
 
 
+def _local_state(value: torch.Tensor, key: str, local_param: torch.Tensor) -> torch.Tensor:
+    """The local tensor a kernel steps for state `key`: the local shard, or, for an 8-bit moment's absmax, the blocks
+    of this rank's shard (sharded_absmax.py)."""
+    if key in ABSMAX_KEYS.values():
+        from ..sharded_absmax import kernel_absmax
+
+        return kernel_absmax(value, local_param.numel())
+    return local_shard(value)
+
+
 class LocalShardRunner:
     """Wraps a backend's runner built over the local shards. Each step the gradients' local shards are
     handed to it (DTensor gradients have no address of their own for the native gather to read)."""
@@ -41,7 +52,7 @@ class LocalShardRunner:
         self._locals = [local_shard(p) for p in self._params]
         keys = layout.precision.state_keys(layout.amsgrad)
         states = [state_of(p) for p in self._params]
-        local_states = {id(local): {"step": s["step"], **{k: local_shard(s[k]) for k in keys}}
+        local_states = {id(local): {"step": s["step"], **{k: _local_state(s[k], k, local) for k in keys}}
                         for local, s in zip(self._locals, states)}
         self._runner = backend.make_runner(self._locals, lambda local: local_states[id(local)], layout)
         for local, s in zip(self._locals, states):
@@ -49,7 +60,7 @@ class LocalShardRunner:
             s["step"] = built["step"]  # a view into the runner's counters, as for plain parameters
             for key in keys:
                 if built[key].data_ptr() != local_shard(s[key]).data_ptr():  # the runner re-laid a state tensor
-                    local_shard(s[key]).copy_(built[key])
+                    _local_state(s[key], key, local).copy_(built[key])
                     raise RuntimeError(f"fusedadam: the local shard of {key} is laid out unlike its parameter's")
 
     @property
