@@ -25,9 +25,8 @@ struct FloatMap {
   static constexpr uint32_t kBias = (1u << kExponent) - 1;  // the largest exponent field is the binade [1, 2)
   static constexpr uint32_t kMaxMagnitude = (1u << (kExponent + kMantissa)) - 1;
   static constexpr float kTop = 2.0f - 1.0f / static_cast<float>(1u << kMantissa);  // exact
-  // 2^(1 - bias), the smallest normal, and 2^(1 - bias - m), the grid's step below it, as fp32 bits.
+  // 2^(1 - bias), the smallest normal, as fp32 bits.
   static constexpr uint32_t kSmallestNormalBits = (128u - kBias) << 23;
-  static constexpr uint32_t kSubnormalStepBits = (128u - kBias - kMantissa) << 23;
 };
 using SignedMap = FloatMap<4, 3, true>;     // exp_avg
 using UnsignedMap = FloatMap<5, 3, false>;  // exp_avg_sq (and max_exp_avg_sq)
@@ -69,14 +68,15 @@ FUSEDADAM_HOST_DEVICE uint32_t encode_magnitude(float y) {
   return code < Map::kMaxMagnitude ? code : Map::kMaxMagnitude;
 }
 
+// The code's bits, moved to fp32's mantissa and exponent fields and rebiased, are the value itself when its exponent
+// field is not 0. When it is 0, the same bits one binade up read 2^(1 - bias) * (1 + m / 2^kM); less that binade's
+// leading one (exact: both lie in one binade) they are m steps of 2^(1 - bias - kM), the subnormal value. Integer
+// adds and one fp32 subtraction, no conversion, and no fp32 subnormal anywhere (flush-to-zero modes cannot change it).
 template <typename Map>
 FUSEDADAM_HOST_DEVICE float decode_magnitude(uint32_t code) {
-  const uint32_t exponent = code >> Map::kMantissaBits;
-  const uint32_t mantissa = code & ((1u << Map::kMantissaBits) - 1);
-  if (exponent > 0) {
-    return float_of_bits(((exponent + 127u - Map::kBias) << 23) | (mantissa << (23 - Map::kMantissaBits)));
-  }
-  return static_cast<float>(mantissa) * float_of_bits(Map::kSubnormalStepBits);
+  const uint32_t normal = (code << (23 - Map::kMantissaBits)) + ((127u - Map::kBias) << 23);
+  const float subnormal = float_of_bits(normal + (1u << 23)) - float_of_bits(Map::kSmallestNormalBits);
+  return code >= (1u << Map::kMantissaBits) ? float_of_bits(normal) : subnormal;
 }
 
 template <typename Map>
@@ -94,25 +94,24 @@ FUSEDADAM_HOST_DEVICE float decode(uint8_t code, float inverse_scale) {
   return value * inverse_scale;
 }
 
-// The largest |x| of a block, a NaN anywhere in it propagating. On magnitudes the fp32 bit patterns order as the
-// values do, and every NaN's lies above inf's, so an integer max of the bits is the absmax; it vectorizes, where a
-// float max that keeps NaNs does not.
+// |x| as fp32 bits. On magnitudes the bit patterns order as the values do, and every NaN's lies above inf's, so an
+// integer max of them is the absmax with NaN propagating; it vectorizes, where a float max that keeps NaNs does not.
+FUSEDADAM_HOST_DEVICE uint32_t magnitude_bits(float x) { return float_bits(x) & 0x7FFFFFFFu; }
+
+FUSEDADAM_HOST_DEVICE uint32_t larger_magnitude(uint32_t a, uint32_t b) { return a > b ? a : b; }
+
 FUSEDADAM_HOST_DEVICE float block_absmax(const float* x, int64_t n) {
   uint32_t largest = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t magnitude = float_bits(x[i]) & 0x7FFFFFFFu;
-    largest = magnitude > largest ? magnitude : largest;
-  }
+  for (int64_t i = 0; i < n; ++i) largest = larger_magnitude(largest, magnitude_bits(x[i]));
   return float_of_bits(largest);
 }
 
-// One block of a moment (n <= kBlock values): its absmax and codes, and back. The kernels call these per block; always
-// inlined, so each CPU ISA variant compiles the loops with its own vectors.
+// One block of a moment (n <= kBlock values): its codes for its absmax (block_absmax), and back. The kernels call
+// these per block; always inlined, so each CPU ISA variant compiles the loops with its own vectors.
 template <typename Map>
-FUSEDADAM_HOST_DEVICE void encode_block(const float* __restrict__ values, int64_t n, uint8_t* __restrict__ codes,
-                                        float* __restrict__ absmax) {
-  *absmax = block_absmax(values, n);
-  const float scale = block_scale<Map>(*absmax);
+FUSEDADAM_HOST_DEVICE void encode_block(const float* __restrict__ values, int64_t n, float absmax,
+                                        uint8_t* __restrict__ codes) {
+  const float scale = block_scale<Map>(absmax);
   for (int64_t i = 0; i < n; ++i) codes[i] = encode<Map>(values[i], scale);
 }
 
@@ -127,7 +126,9 @@ FUSEDADAM_HOST_DEVICE void decode_block(const uint8_t* __restrict__ codes, float
 template <typename Map>
 inline void quantize_span(const float* x, int64_t n, uint8_t* codes, float* absmax) {
   for (int64_t start = 0, block = 0; start < n; start += kBlock, ++block) {
-    encode_block<Map>(x + start, n - start < kBlock ? n - start : kBlock, codes + start, absmax + block);
+    const int64_t length = n - start < kBlock ? n - start : kBlock;
+    absmax[block] = block_absmax(x + start, length);
+    encode_block<Map>(x + start, length, absmax[block], codes + start);
   }
 }
 

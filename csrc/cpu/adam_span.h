@@ -155,8 +155,8 @@ void adam_span(const TensorSlot& t, int64_t begin, int64_t end, const StepCoeffi
 template <typename Precision, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
 void adam_span_8bit(const TensorSlot& t, int64_t begin, int64_t end, const StepCoefficients<Precision>& c,
                     uint32_t rounding_key) {
-  using quantization::decode_block, quantization::encode_block, quantization::kBlock, quantization::SignedMap,
-      quantization::UnsignedMap;
+  using quantization::block_absmax, quantization::decode_block, quantization::encode_block, quantization::kBlock,
+      quantization::SignedMap, quantization::UnsignedMap;
   using Param = ParamOf<Precision>;
   constexpr ParamUpdate kUpdate = Precision::update;
   Param* const param = static_cast<Param*>(t.param);
@@ -176,9 +176,14 @@ void adam_span_8bit(const TensorSlot& t, int64_t begin, int64_t end, const StepC
         kUpdate == ParamUpdate::kMasterWeights ? t.master + at : nullptr,
         kUpdate == ParamUpdate::kKahanSummation ? static_cast<BFloat16*>(t.compensation) + at : nullptr, n, c,
         rounding_key, at);
-    encode_block<SignedMap>(m, n, exp_avg + at, t.exp_avg_absmax + block);
-    encode_block<UnsignedMap>(v, n, exp_avg_sq + at, t.exp_avg_sq_absmax + block);
-    if constexpr (kAmsgrad) encode_block<UnsignedMap>(vmax, n, max_exp_avg_sq + at, t.max_exp_avg_sq_absmax + block);
+    t.exp_avg_absmax[block] = block_absmax(m, n);
+    t.exp_avg_sq_absmax[block] = block_absmax(v, n);
+    encode_block<SignedMap>(m, n, t.exp_avg_absmax[block], exp_avg + at);
+    encode_block<UnsignedMap>(v, n, t.exp_avg_sq_absmax[block], exp_avg_sq + at);
+    if constexpr (kAmsgrad) {
+      t.max_exp_avg_sq_absmax[block] = block_absmax(vmax, n);
+      encode_block<UnsignedMap>(vmax, n, t.max_exp_avg_sq_absmax[block], max_exp_avg_sq + at);
+    }
   }
 }
 
