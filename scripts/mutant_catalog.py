@@ -218,6 +218,10 @@ CATALOG = [
            "(2 ** (DROP - 1) - 1) + ((bits >> DROP) & 1)", "(2 ** (DROP - 1))",
            "the Triton kernel's map rounds a tie between two normal codes up instead of to even",
            ("tests/test_quantization.py",), "kernels_maps and triton"),
+    Mutant("triton-eight-bit-decode-subnormal-binade", "triton", "fusedadam/triton_kernels/moment_quantization.py",
+           "((normal + 2 ** 23).to(tl.float32, bitcast=True)", "((normal + 2 ** 24).to(tl.float32, bitcast=True)",
+           "the Triton kernel reads a subnormal code one binade too high",
+           ("tests/test_quantization.py",), "kernels_maps and triton"),
     Mutant("triton-eight-bit-one-absmax-per-piece", "triton", "fusedadam/triton_kernels/moment_quantization.py",
            "    absmax = tl.max(magnitude_bits, axis=1).to(tl.float32, bitcast=True)",
            "    absmax = (tl.max(magnitude_bits, axis=1) * 0 + tl.max(tl.max(magnitude_bits, axis=1), axis=0)).to(\n"

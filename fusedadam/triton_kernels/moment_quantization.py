@@ -28,12 +28,13 @@ def decode_moment(codes, absmax, MANTISSA: tl.constexpr, BIAS: tl.constexpr, SIG
     """The fp32 values of uint8 codes [rows, QUANTIZATION_BLOCK] whose blocks have the fp32 absmax [rows]."""
     code = codes.to(tl.uint32)
     magnitude = code & 0x7F if SIGNED else code
-    exponent = magnitude >> MANTISSA
-    mantissa = magnitude & (2 ** MANTISSA - 1)
-    normal = (((exponent + (127 - BIAS)) << 23) | (mantissa << (23 - MANTISSA))).to(tl.float32, bitcast=True)
-    subnormal_step = tl.zeros_like(code) + ((128 - BIAS - MANTISSA) << 23)  # 2^(1 - bias - m), as fp32 bits
-    subnormal = mantissa.to(tl.float32) * subnormal_step.to(tl.float32, bitcast=True)
-    value = tl.where(exponent > 0, normal, subnormal)
+    # Moved to fp32's fields and rebiased, the code's bits are its value when its exponent field is not 0; when it is
+    # 0, the same bits one binade up, less that binade's leading one (2^(1 - bias)), are the subnormal value.
+    normal = (magnitude << (23 - MANTISSA)) + ((127 - BIAS) << 23)
+    smallest_normal = tl.zeros_like(code) + ((128 - BIAS) << 23)
+    subnormal = ((normal + 2 ** 23).to(tl.float32, bitcast=True)
+                 - smallest_normal.to(tl.float32, bitcast=True))
+    value = tl.where(magnitude >= 2 ** MANTISSA, normal.to(tl.float32, bitcast=True), subnormal)
     if SIGNED:
         value = tl.where((code & 0x80) != 0, -value, value)
     inverse_scale = tl.div_rn(absmax, tl.zeros_like(absmax) + map_top(MANTISSA))
