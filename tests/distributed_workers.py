@@ -178,19 +178,22 @@ def dcp_round_trip(rank: int, world: int, port: int, folder: str, variant: str =
     _finish()
 
 
-def fsdp2_eight_bit(rank: int, world: int, port: int) -> None:
+def fsdp2_eight_bit(rank: int, world: int, port: int, hybrid: bool = False) -> None:
     """8-bit moments under FSDP2: each rank's local shard steps exactly as the same tensor stepped alone by FusedAdamW
     would (its blocks are its own shard's), its absmaxes one row of a DTensor; a torch.optim.AdamW checkpoint is
-    quantized shard by shard on load; to_torch_state_dict decodes to DTensor moments torch.optim.AdamW loads."""
+    quantized shard by shard on load; to_torch_state_dict decodes to DTensor moments torch.optim.AdamW loads. With
+    hybrid, HSDP's placements (Replicate(), Shard(0)) on a (1, world) mesh."""
     _init(rank, world, port)
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor import DTensor, Replicate, Shard
 
     from fusedadam import to_torch_state_dict
 
-    mesh = init_device_mesh("cpu", (world,))
+    mesh = (init_device_mesh("cpu", (1, world), mesh_dim_names=("replicate", "shard")) if hybrid
+            else init_device_mesh("cpu", (world,)))
     model = _sharded_model(mesh, make=_wide_model)
     params = list(model.parameters())
+    assert all(p.placements == ((Replicate(), Shard(0)) if hybrid else (Shard(0),)) for p in params)
     wide = next(i for i, p in enumerate(params) if p is model[0].weight)
     assert params[wide].numel() >= 4096 and params[wide].to_local().numel() % 256 != 0
     assert any(p.to_local().numel() == 0 for p in params) == (rank == 1), "expected an empty shard"
@@ -218,6 +221,7 @@ def fsdp2_eight_bit(rank: int, world: int, port: int) -> None:
             if "exp_avg_absmax" in ours:  # the 8-bit weight; the small ones keep fp32 moments, as alone
                 row = ours["exp_avg_absmax"].to_local()
                 assert ours["exp_avg_absmax"].shape == (world, 18) and row.shape == (1, 18)
+                assert ours["exp_avg_absmax"].placements == ((Replicate(), Shard(0)) if hybrid else (Shard(0),))
                 assert torch.equal(row[0, :theirs["exp_avg_absmax"].numel()], theirs["exp_avg_absmax"])
                 assert not row[0, theirs["exp_avg_absmax"].numel():].any()
 
@@ -263,7 +267,7 @@ def fsdp2_eight_bit(rank: int, world: int, port: int) -> None:
     state["exp_avg_absmax"] = rows
     assert all(torch.equal(state[key].to_local(), value) for key, value in before.items())
 
-    from torch.distributed.tensor import Shard, distribute_tensor
+    from torch.distributed.tensor import distribute_tensor
 
     square = init_device_mesh("cpu", (world, 1), mesh_dim_names=("a", "b"))
     twice_sharded = distribute_tensor(torch.randn(64, 128), square, [Shard(0), Shard(1)]).requires_grad_()

@@ -49,5 +49,9 @@ def test_fsdp2_eight_bit_moments_step_each_local_shard_as_alone_and_convert_both
     _spawn(workers.fsdp2_eight_bit)
 
 
+def test_hsdp_eight_bit_moments_step_each_local_shard_as_alone():
+    _spawn(workers.fsdp2_eight_bit, True)
+
+
 def test_distributed_checkpoint_round_trip_of_eight_bit_moments_under_fsdp2(tmp_path):
     _spawn(workers.dcp_round_trip, str(tmp_path / "checkpoint"), "8bit")
