@@ -37,7 +37,7 @@ def _local_state(value: torch.Tensor, key: str, local_param: torch.Tensor) -> to
     """The local tensor a kernel steps for state `key`: the local shard, or, for an 8-bit moment's absmax, the blocks
     of this rank's shard (sharded_absmax.py)."""
     if key in ABSMAX_KEYS.values():
-        from ..sharded_absmax import kernel_absmax
+        from ..sharded_absmax import kernel_absmax  # here: sharded_absmax imports this module
 
         return kernel_absmax(value, local_param.numel())
     return local_shard(value)
