@@ -1,5 +1,7 @@
 """What each rank runs in tests/test_distributed.py (2 processes, gloo, loopback). A failed assertion in a
 rank fails the test with that rank's traceback."""
+import functools
+import gc
 import os
 
 import torch
@@ -12,17 +14,23 @@ STEPS = 3
 OPTIONS = dict(lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1)
 
 
-def _init(rank: int, world: int, port: int) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _distributed(body):
+    """A worker: body(rank, world, *args) between init_process_group and the group's teardown. What the body built
+    (models, DDP's reducer, optimizers: each holds the process group) is collected before the group is destroyed, and
+    every rank waits for the others at a barrier first: a group whose last references are dropped at interpreter
+    finalization, or a rank that exits while its peer's gloo threads still talk to it, aborts the process ("terminate
+    called without an active exception"), as CI and this machine saw."""
+    @functools.wraps(body)
+    def worker(rank: int, world: int, port: int, *args) -> None:
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ["MASTER_PORT"] = str(port)
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+        body(rank, world, *args)
+        gc.collect()
+        dist.barrier()
+        dist.destroy_process_group()
 
-
-def _finish() -> None:
-    """Every rank has finished its collectives before any tears gloo down: a rank that exits while its peer's
-    gloo threads still talk to it aborts ("terminate called without an active exception"), as CI saw once."""
-    dist.barrier()
-    dist.destroy_process_group()
+    return worker
 
 
 def _model() -> nn.Module:
@@ -70,8 +78,8 @@ def _same_on_every_rank(t: torch.Tensor) -> bool:
     return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
-def ddp(rank: int, world: int, port: int) -> None:
-    _init(rank, world, port)
+@_distributed
+def ddp(rank: int, world: int) -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ours, theirs = DDP(_model()), DDP(_model())
@@ -79,11 +87,10 @@ def ddp(rank: int, world: int, port: int) -> None:
     _train(theirs, torch.optim.AdamW(theirs.parameters(), **OPTIONS), rank)
     assert _same_on_every_rank(_flat(ours)), "ranks diverged"
     torch.testing.assert_close(_flat(ours), _flat(theirs), rtol=1e-5, atol=1e-7)
-    _finish()
 
 
-def zero(rank: int, world: int, port: int) -> None:
-    _init(rank, world, port)
+@_distributed
+def zero(rank: int, world: int) -> None:
     from torch.distributed.optim import ZeroRedundancyOptimizer
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -92,7 +99,6 @@ def zero(rank: int, world: int, port: int) -> None:
     _train(theirs, ZeroRedundancyOptimizer(theirs.parameters(), optimizer_class=torch.optim.AdamW, **OPTIONS), rank)
     assert _same_on_every_rank(_flat(ours)), "ranks diverged"
     torch.testing.assert_close(_flat(ours), _flat(theirs), rtol=1e-5, atol=1e-7)
-    _finish()
 
 
 def _sharded_model(mesh, dtype=torch.float32, make=_model):
@@ -109,8 +115,8 @@ def _full(model) -> torch.Tensor:
     return torch.cat([p.full_tensor().reshape(-1) for p in model.parameters()])
 
 
-def fsdp2(rank: int, world: int, port: int) -> None:
-    _init(rank, world, port)
+@_distributed
+def fsdp2(rank: int, world: int) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor
 
@@ -124,15 +130,14 @@ def fsdp2(rank: int, world: int, port: int) -> None:
     torch.testing.assert_close(_full(ours), _full(theirs), rtol=1e-5, atol=1e-7)
     state = optimizer.state[next(ours.parameters())]
     assert isinstance(state["exp_avg"], DTensor) and state["step"].item() == STEPS
-    _finish()
 
 
-def dcp_round_trip(rank: int, world: int, port: int, folder: str, variant: str = "fp32") -> None:
+@_distributed
+def dcp_round_trip(rank: int, world: int, folder: str, variant: str = "fp32") -> None:
     """get/set_state_dict through torch.distributed.checkpoint: a restored model and optimizer continue
     exactly as the originals do. variant "master_weights": a bf16 model whose fp32 master copies are DTensors
     (local shards stepped natively) and survive the checkpoint at full precision. "8bit": 8-bit moments, their codes
     and each local shard's absmaxes restored bit for bit."""
-    _init(rank, world, port)
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
     from torch.distributed.device_mesh import init_device_mesh
@@ -175,15 +180,14 @@ def dcp_round_trip(rank: int, world: int, port: int, folder: str, variant: str =
             assert torch.equal(optimizer.state[p]["master_param"].full_tensor(),
                                restored_optimizer.state[q]["master_param"].full_tensor())
     assert restored_optimizer.state[next(restored.parameters())]["step"].item() == STEPS + 2
-    _finish()
 
 
-def fsdp2_eight_bit(rank: int, world: int, port: int, hybrid: bool = False) -> None:
+@_distributed
+def fsdp2_eight_bit(rank: int, world: int, hybrid: bool = False) -> None:
     """8-bit moments under FSDP2: each rank's local shard steps exactly as the same tensor stepped alone by FusedAdamW
     would (its blocks are its own shard's), its absmaxes one row of a DTensor; a torch.optim.AdamW checkpoint is
     quantized shard by shard on load; to_torch_state_dict decodes to DTensor moments torch.optim.AdamW loads. With
     hybrid, HSDP's placements (Replicate(), Shard(0)) on a (1, world) mesh."""
-    _init(rank, world, port)
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor, Replicate, Shard
 
@@ -277,4 +281,3 @@ def fsdp2_eight_bit(rank: int, world: int, port: int, hybrid: bool = False) -> N
         raise AssertionError("8-bit moments were accepted for a parameter sharded over two mesh dimensions")
     except ValueError as error:
         assert "state_dtype='8bit'" in str(error) and "more than one mesh dimension" in str(error), error
-    _finish()
