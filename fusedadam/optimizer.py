@@ -163,8 +163,9 @@ class FusedAdam(torch.optim.Optimizer):
             p = entry[1] if isinstance(entry, tuple) else entry
             where = f"parameter {i} of param group {index}"
             check_param(p, where)
-            backend = _backend_of(filled, p, where)
-            check_precision_applies(filled, p, backend, lambda: native_refusal(p), where)
+            precision = precision_of(filled, p.dtype, p.numel())
+            backend = _backend_of(filled, p, where, precision)
+            check_precision_applies(filled, p, precision, backend, lambda: native_refusal(p), where)
         super().add_param_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -240,7 +241,8 @@ class FusedAdam(torch.optim.Optimizer):
         for index, group in enumerate(self.param_groups):
             chosen: dict[tuple[str, torch.dtype], set[str]] = {}
             for i, p in enumerate(group["params"]):
-                name = _backend_of(group, p, f"parameter {i} of param group {index}")
+                name = _backend_of(group, p, f"parameter {i} of param group {index}",
+                                   precision_of(group, p.dtype, p.numel()))
                 chosen.setdefault((str(p.device), p.dtype), set()).add(name)
             result.append({key: "+".join(sorted(names)) for key, names in chosen.items()})
         return result
@@ -301,7 +303,7 @@ class FusedAdam(torch.optim.Optimizer):
             seed = group["rounding_seed"]
             for part in parts:
                 for p in part.params:
-                    self._init_state(p, group)
+                    self._init_state(p, group, part.precision)
                 states = [self.state[p] for p in part.params]
                 precision = part.precision
                 if part.sharded and not precision.is_torchs(part.params[0].dtype):
@@ -336,7 +338,7 @@ class FusedAdam(torch.optim.Optimizer):
             # One group may hold 8-bit moments and, for its small tensors, fp32 ones: one table each.
             precision = precision_of(group, p.dtype, p.numel())
             backend = _backend_of(group, p, where, precision)
-            check_precision_applies(group, p, backend, lambda: native_refusal(p), where)
+            check_precision_applies(group, p, precision, backend, lambda: native_refusal(p), where)
             sharded = backend != "torch" and local_shard(p) is not None
             part = partitions.setdefault((backend, sharded, p.device, p.dtype, precision),
                                          _Partition(backend, sharded, precision))
@@ -348,7 +350,7 @@ class FusedAdam(torch.optim.Optimizer):
         runners = []
         for part in partitions:
             for p in part.params:
-                self._init_state(p, group)
+                self._init_state(p, group, part.precision)
             layout = StateLayout(amsgrad=group["amsgrad"], precision=part.precision,
                                  salts=tuple(salts[id(p)] for p in part.params))
             runner = make_runner(part.backend, part.params, self.state.__getitem__, layout, part.sharded)
@@ -362,13 +364,12 @@ class FusedAdam(torch.optim.Optimizer):
                           runners=runners, without_grad=[p for p in group["params"] if p.grad is None],
                           state_refs=state_refs)
 
-    def _init_state(self, p: torch.Tensor, group: dict) -> None:
-        """torch.optim.Adam's lazy state, created at a parameter's first step with a gradient, stored as the
-        group's precision options say. State that exists in another storage (a checkpoint, options changed
+    def _init_state(self, p: torch.Tensor, group: dict, precision: Precision) -> None:
+        """torch.optim.Adam's lazy state, created at a parameter's first step with a gradient, stored as
+        `precision` (the group's options for this parameter) says. State that exists in another storage (a checkpoint, options changed
         between steps) is converted: moments cast, a master copy made from the parameter, a compensation
         buffer started at zero, whatever the options no longer ask for dropped."""
         state = self.state[p]
-        precision = precision_of(group, p.dtype, p.numel())
         if len(state) == 0:
             # torch's rule (torch.optim.optimizer._get_scalar_dtype): float64 under torch.set_default_dtype(
             # torch.float64), except for the fused kernels; on the parameter's device with capturable or fused. (The
@@ -445,11 +446,8 @@ _CONFIG_KEYS = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "de
                 "fused", "capturable", "differentiable", "backend", *_PRECISION_OPTIONS)
 
 
-def _backend_of(group: dict, p: torch.Tensor, where: str, precision: Precision | None = None) -> str:
-    """The backend that steps `p` in `group` (auto picks one whose kernel runs the parameter's storage); `precision`
-    when the caller has it already."""
-    if precision is None:
-        precision = precision_of(group, p.dtype, p.numel())
+def _backend_of(group: dict, p: torch.Tensor, where: str, precision: Precision) -> str:
+    """The backend that steps `p` in `group` with its `precision` (auto picks one whose kernel runs that storage)."""
     return resolve(group["backend"], p, where, eight_bit=precision.quantized)
 
 

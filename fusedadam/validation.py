@@ -6,8 +6,8 @@ from numbers import Real
 
 import torch
 
-from .precision import (ABSMAX_KEYS, PRECISION_DEFAULTS, check_precision_options, needs_native_backend,
-                        precision_of, precision_unsupported_reason)
+from .precision import (ABSMAX_KEYS, PRECISION_DEFAULTS, Precision, check_precision_options, needs_native_backend,
+                        precision_unsupported_reason)
 from .backends import EIGHT_BIT_BACKENDS
 from .sharded_absmax import absmax_placement_mismatch, absmax_shape, unsupported_reason as sharding_unsupported_reason
 
@@ -108,13 +108,14 @@ def check_param(p, where: str) -> None:
                          "leave integer tensors out of the optimizer")
 
 
-def check_precision_applies(group: dict, p: torch.Tensor, backend: str, refusal, where: str) -> None:
-    """Raises ValueError when the group's precision options cannot apply to `p`, stepped by `backend`;
-    `refusal()` says why no native backend steps it."""
+def check_precision_applies(group: dict, p: torch.Tensor, precision: Precision, backend: str, refusal,
+                            where: str) -> None:
+    """Raises ValueError when the group's precision options (`precision` for `p`) cannot apply to `p`, stepped by
+    `backend`; `refusal()` says why no native backend steps it."""
     reason = precision_unsupported_reason(group, p)
     if reason is not None:
         raise ValueError(f"{where}: {reason}")
-    if precision_of(group, p.dtype, p.numel()).quantized:
+    if precision.quantized:
         if backend not in EIGHT_BIT_BACKENDS:
             raise ValueError(f"{where}: state_dtype='8bit' runs in the {' and '.join(EIGHT_BIT_BACKENDS)} backends' "
                              f"kernels so far, and this parameter is stepped by the {backend} backend; use "
