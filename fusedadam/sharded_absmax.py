@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .backends.local_shards import local_shard
+from .backends.local_shards import kernel_absmax, local_shard
 from .quantization import FloatMap, dequantize_moment, num_blocks, quantize_moment
 
 
@@ -73,19 +73,6 @@ def zero_absmax(p: torch.Tensor) -> torch.Tensor:
     row = torch.zeros((1, shape[1]), dtype=torch.float32, device=local.device)
     return DTensor.from_local(row, p.device_mesh, _absmax_placements(p), run_check=False, shape=torch.Size(shape),
                               stride=(shape[1], 1))
-
-
-def kernel_absmax(absmax: torch.Tensor, local_numel: int) -> torch.Tensor:
-    """What a kernel reads for a (local) moment of local_numel elements: a contiguous fp32 view of its blocks'
-    absmaxes, one per block, in the storage of `absmax` (so that the kernel's writes land in the state)."""
-    row = local_shard(absmax)
-    if row is None:
-        return absmax
-    blocks = num_blocks(local_numel)
-    if row.numel() < blocks or not row.is_contiguous():
-        raise RuntimeError(f"fusedadam: a local absmax of {tuple(row.shape)} cannot hold the {blocks} blocks of a "
-                           f"local shard of {local_numel} elements")
-    return row.view(-1)[:blocks]
 
 
 def quantize_moment_of(p: torch.Tensor, x: torch.Tensor, fmap: FloatMap) -> tuple[torch.Tensor, torch.Tensor]:

@@ -331,7 +331,7 @@ CATALOG = [
            "    t.exp_avg_absmax[block] = block_absmax(m, n);", "    t.exp_avg_absmax[block] = block_absmax(v, n);",
            "exp_avg's block absmax taken from exp_avg_sq's values",
            ("tests/test_eight_bit_states.py",), "emulation"),
-    Mutant("eight-bit-sharded-absmax-copied", "quantization", "fusedadam/sharded_absmax.py",
+    Mutant("eight-bit-sharded-absmax-copied", "quantization", "fusedadam/backends/local_shards.py",
            "    return row.view(-1)[:blocks]", "    return row.view(-1)[:blocks].clone()",
            "the kernel gets a copy of a local shard's absmaxes: its new absmaxes never reach the state",
            ("tests/test_distributed.py",), "eight_bit"),

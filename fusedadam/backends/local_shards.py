@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from ..precision import ABSMAX_KEYS
+from ..quantization import num_blocks
 from .amp import AmpScaling
 from .base import Backend, StateLayout, StateOf, StepConfig
 
@@ -33,12 +34,24 @@ def local_shard(p: torch.Tensor) -> torch.Tensor | None:
     return p.to_local() if cls is not None and isinstance(p, cls) else None
 
 
+def kernel_absmax(absmax: torch.Tensor, local_numel: int) -> torch.Tensor:
+    """What a kernel reads for a (local) 8-bit moment of local_numel elements (layout: sharded_absmax.py): a contiguous
+    fp32 view of its blocks' absmaxes, one per block, in the storage of `absmax`, so the kernel's writes land in the
+    state."""
+    row = local_shard(absmax)
+    if row is None:
+        return absmax
+    blocks = num_blocks(local_numel)
+    if row.numel() < blocks or not row.is_contiguous():
+        raise RuntimeError(f"fusedadam: a local absmax of {tuple(row.shape)} cannot hold the {blocks} blocks of a "
+                           f"local shard of {local_numel} elements")
+    return row.view(-1)[:blocks]
+
+
 def _local_state(value: torch.Tensor, key: str, local_param: torch.Tensor) -> torch.Tensor:
     """The local tensor a kernel steps for state `key`: the local shard, or, for an 8-bit moment's absmax, the blocks
     of this rank's shard (sharded_absmax.py)."""
     if key in ABSMAX_KEYS.values():
-        from ..sharded_absmax import kernel_absmax  # here: sharded_absmax imports this module
-
         return kernel_absmax(value, local_param.numel())
     return local_shard(value)
 
