@@ -366,9 +366,9 @@ class FusedAdam(torch.optim.Optimizer):
 
     def _init_state(self, p: torch.Tensor, group: dict, precision: Precision) -> None:
         """torch.optim.Adam's lazy state, created at a parameter's first step with a gradient, stored as
-        `precision` (the group's options for this parameter) says. State that exists in another storage (a checkpoint, options changed
-        between steps) is converted: moments cast, a master copy made from the parameter, a compensation
-        buffer started at zero, whatever the options no longer ask for dropped."""
+        `precision` (the group's options for this parameter) says. State that exists in another storage (a
+        checkpoint, options changed between steps) is converted: moments cast, a master copy made from the
+        parameter, a compensation buffer started at zero, whatever the options no longer ask for dropped."""
         state = self.state[p]
         if len(state) == 0:
             # torch's rule (torch.optim.optimizer._get_scalar_dtype): float64 under torch.set_default_dtype(
