@@ -41,9 +41,8 @@ struct Precision {
   static constexpr ParamUpdate update = kUpdate;
 };
 
-// Calls fn(Precision<...>{}) for the table's combination; std::invalid_argument for any other. 8-bit moments are
-// instantiated only where kWith8BitMoments (the CPU kernel so far).
-template <bool kWith8BitMoments = false, typename Fn>
+// Calls fn(Precision<...>{}) for the table's combination; std::invalid_argument for any other.
+template <typename Fn>
 void dispatch_precision(DType param, DType state, ParamUpdate update, Fn&& fn) {
   constexpr DType F32 = DType::kFloat32, F64 = DType::kFloat64, F16 = DType::kFloat16, B16 = DType::kBFloat16,
                   U8 = DType::kMoment8Bit;
@@ -76,15 +75,14 @@ void dispatch_precision(DType param, DType state, ParamUpdate update, Fn&& fn) {
   try_precision(Precision<B16, F32, Stochastic>{});
   try_precision(Precision<B16, B16, Kahan>{});
   try_precision(Precision<B16, F32, Kahan>{});
-  if constexpr (kWith8BitMoments) {
-    try_precision(Precision<F32, U8, Nearest>{});
-    try_precision(Precision<F16, U8, Nearest>{});
-    try_precision(Precision<B16, U8, Nearest>{});
-    try_precision(Precision<F16, U8, Master>{});
-    try_precision(Precision<B16, U8, Master>{});
-    try_precision(Precision<B16, U8, Stochastic>{});
-    try_precision(Precision<B16, U8, Kahan>{});
-  }
+  // 8-bit moments (moment_quantization.h).
+  try_precision(Precision<F32, U8, Nearest>{});
+  try_precision(Precision<F16, U8, Nearest>{});
+  try_precision(Precision<B16, U8, Nearest>{});
+  try_precision(Precision<F16, U8, Master>{});
+  try_precision(Precision<B16, U8, Master>{});
+  try_precision(Precision<B16, U8, Stochastic>{});
+  try_precision(Precision<B16, U8, Kahan>{});
   if (!matched) {
     throw std::invalid_argument("unsupported combination of parameter dtype, state dtype and parameter update");
   }

@@ -147,16 +147,15 @@ void check_dtype_code(int dtype, DType largest = DType::kBFloat16) {
   if (dtype < 0 || dtype > static_cast<int>(largest)) throw std::invalid_argument("unknown dtype code");
 }
 
-// Throws std::invalid_argument unless the kernels have this storage combination (adam_modes.h); 8-bit moments only
-// where `with_8bit_moments` (a table the CPU kernel steps).
-void check_precision(int param_dtype, int state_dtype, int param_update, bool with_8bit_moments = false) {
+// Throws std::invalid_argument unless the kernels have this storage combination (adam_modes.h).
+void check_precision(int param_dtype, int state_dtype, int param_update) {
   check_dtype_code(param_dtype);
-  check_dtype_code(state_dtype, with_8bit_moments ? DType::kMoment8Bit : DType::kBFloat16);
+  check_dtype_code(state_dtype, DType::kMoment8Bit);
   if (param_update < 0 || param_update > static_cast<int>(ParamUpdate::kKahanSummation)) {
     throw std::invalid_argument("unknown param_update code");
   }
-  dispatch_precision<true>(static_cast<DType>(param_dtype), static_cast<DType>(state_dtype),
-                           static_cast<ParamUpdate>(param_update), [](auto) {});
+  dispatch_precision(static_cast<DType>(param_dtype), static_cast<DType>(state_dtype),
+                     static_cast<ParamUpdate>(param_update), [](auto) {});
 }
 
 PyTensorTable make_table(int dtype, int state_dtype, int param_update, bool step_is_double, const std::vector<int64_t>& numels,
@@ -169,7 +168,7 @@ PyTensorTable make_table(int dtype, int state_dtype, int param_update, bool step
                          py::list param_objects, py::list param_shapes, py::list param_strides,
                          const std::vector<bool>& param_contiguous,
                          py::object torch_dtype, py::object strided_layout, py::object tensor_base) {
-  check_precision(dtype, state_dtype, param_update, true);
+  check_precision(dtype, state_dtype, param_update);
   const size_t n = numels.size();
   const bool quantized = static_cast<DType>(state_dtype) == DType::kMoment8Bit;
   const auto update = static_cast<ParamUpdate>(param_update);
@@ -531,6 +530,7 @@ PYBIND11_MODULE(_C, m) {
         counts["scalar_elements"] = tally.scalar_elements;
         counts["coefficient_computations"] = tally.coefficient_computations;
         counts["rounding_key_computations"] = tally.rounding_key_computations;
+        counts["quantized_blocks"] = tally.quantized_blocks;
         counts["last_blocks"] = tally.last_blocks;
         counts["skipped_launches"] = tally.skipped_launches;
         return counts;

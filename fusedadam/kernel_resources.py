@@ -20,7 +20,7 @@ from .occupancy import occupancy, resident_blocks
 THREADS_PER_BLOCK = 256  # csrc/cuda/persistent_launch.cuh kThreadsPerBlock
 REPORT_NAME = "_C.ptxas.txt"
 
-DTYPE_NAMES = {0: "fp32", 1: "fp64", 2: "fp16", 3: "bf16"}  # csrc/tensor_table.h DType
+DTYPE_NAMES = {0: "fp32", 1: "fp64", 2: "fp16", 3: "bf16", 4: "8bit"}  # csrc/tensor_table.h DType
 UPDATE_NAMES = {0: "nearest", 1: "master", 2: "stochastic", 3: "kahan"}  # csrc/param_update.h ParamUpdate
 WEIGHT_DECAY_NAMES = {0: "none", 1: "l2", 2: "decoupled"}  # csrc/adam_math.h WeightDecay
 

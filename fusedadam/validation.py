@@ -117,10 +117,10 @@ def check_precision_applies(group: dict, p: torch.Tensor, precision: Precision, 
         raise ValueError(f"{where}: {reason}")
     if precision.quantized:
         if backend not in EIGHT_BIT_BACKENDS:
-            raise ValueError(f"{where}: state_dtype='8bit' runs in the {' and '.join(EIGHT_BIT_BACKENDS)} backends' "
-                             f"kernels so far, and this parameter is stepped by the {backend} backend; use "
-                             "backend='triton' (on a GPU), or state_dtype=torch.bfloat16 for it (a param group of its "
-                             "own)")
+            why = f"backend={backend!r} was asked for" if group.get("backend") == backend else refusal()
+            raise ValueError(f"{where}: state_dtype='8bit' runs in the {', '.join(EIGHT_BIT_BACKENDS)} backends' "
+                             f"kernels, and the {backend} backend steps this parameter ({why}); use one of those, or "
+                             "state_dtype=torch.bfloat16 for it (a param group of its own)")
         sharding_problem = sharding_unsupported_reason(p)
         if sharding_problem is not None:
             raise ValueError(f"{where}: state_dtype='8bit' cannot apply to this DTensor parameter: {sharding_problem}; "

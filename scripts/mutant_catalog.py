@@ -34,16 +34,23 @@ CUDA_HOST_TESTS = ("tests/test_cuda_kernel_on_host.py", "tests/test_correctness.
                    "tests/test_precision_modes.py", "tests/test_storage_rounding.py", "tests/test_launch_table.py")
 CUDA_HOST_SELECT = "cuda-host"
 KERNEL = "csrc/cuda/adam_kernel.cuh"
+# The kernel of 8-bit moments, and the tests that run it on the host.
+EIGHT_BIT_KERNEL = "csrc/cuda/adam_kernel_8bit.cuh"
+CUDA_HOST_EIGHT_BIT_TESTS = ("tests/test_cuda_kernel_8bit_on_host.py", "tests/test_eight_bit_states.py")
 
 
 def cuda(id, file, find, replace, why):
     return Mutant(id, "cuda", file, find, replace, why, CUDA_HOST_TESTS, CUDA_HOST_SELECT)
 
 
+def cuda_eight_bit(id, find, replace, why):
+    return Mutant(id, "cuda", EIGHT_BIT_KERNEL, find, replace, why, CUDA_HOST_EIGHT_BIT_TESTS, CUDA_HOST_SELECT)
+
+
 CATALOG = [
     cuda("cuda-pack-offset", KERNEL,
-         "Pack<Param, kCount> g = load_pack<kCount>(a.grad + i, aligned.grad);",
-         "Pack<Param, kCount> g = load_pack<kCount>(a.grad + i + (kCount > 1), aligned.grad && kCount == 1);",
+         "grad = load_pack<kCount>(a.grad + i, aligned.grad);",
+         "grad = load_pack<kCount>(a.grad + i + (kCount > 1), aligned.grad && kCount == 1);",
          "a pack reads its gradients one element too far on"),
     cuda("cuda-tail-start", KERNEL,
          "for (int64_t i = packs_end + at.thread; i < end; i += at.threads) {",
@@ -62,7 +69,7 @@ CATALOG = [
          "if (kStochastic && rounding_key_of < 0) {",
          "stochastic rounding keeps the first tensor's stream for every tensor of the block"),
     cuda("cuda-unscaled-grad-not-written", KERNEL,
-         "if (step.unscale) store_pack(a.grad + i, g, aligned.grad);",
+         "if (unscaled) store_pack(a.grad + i, grad, aligned.grad);",
          "",
          "GradScaler's unscaled gradient is not written back"),
     cuda("cuda-found-inf-equals-one", KERNEL,
@@ -89,6 +96,26 @@ CATALOG = [
          "for (int64_t i = at.thread; i < args.table.num_tensors; i += at.threads) args.steps[i] += 1.0f;",
          "for (int64_t i = at.thread; i + 1 < args.table.num_tensors; i += at.threads) args.steps[i] += 1.0f;",
          "the last tensor's step counter is not advanced"),
+    cuda_eight_bit("cuda-eight-bit-absmax-not-exchanged",
+                   "const float v_absmax = float_of_bits(warp_max(v_bits));",
+                   "const float v_absmax = float_of_bits(v_bits[0]);",
+                   "a block's second moments are scaled by one lane's largest, not the warp's"),
+    cuda_eight_bit("cuda-eight-bit-short-block-overrun",
+                   "        if (start + k < n) {\n          at.count(Tally::kScalarElements);",
+                   "        if (start + k <= n) {\n          at.count(Tally::kScalarElements);",
+                   "a short last block steps one element past the tensor's end"),
+    cuda_eight_bit("cuda-eight-bit-short-block-dropped",
+                   "const int64_t end_block = (end + kBlock - 1) / kBlock;",
+                   "const int64_t end_block = end / kBlock;",
+                   "a chunk's blocks stop at its last whole one: a tensor's short last block is never stepped"),
+    cuda_eight_bit("cuda-eight-bit-every-warp-every-block",
+                   "block < end_block; block += warps) {",
+                   "block < end_block; block += 1) {",
+                   "each warp steps every block of the chunk from its first on: blocks stepped several times"),
+    cuda_eight_bit("cuda-eight-bit-vmax-signed-map",
+                   "vmax[k] = kAmsgrad ? decode<UnsignedMap>(vmax_codes.values[k], inverse_scale[2]) : 0.0f;",
+                   "vmax[k] = kAmsgrad ? decode<SignedMap>(vmax_codes.values[k], inverse_scale[2]) : 0.0f;",
+                   "AMSGrad's running maximum is decoded on exp_avg's signed map"),
     Mutant("triton-no-barrier-before-atomic", "triton", "fusedadam/triton_kernels/multi_tensor_adam.py",
            "        tl.debug_barrier()\n        finished_before = tl.atomic_add(", "        finished_before = tl.atomic_add(",
            "other warps of the last program may still read step counters the epilogue advances (only the compiled "

@@ -12,17 +12,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cuda_host_harness import CUDA_HOST, assert_bit_equal, fixed_problem, offset_view, run_both
 from fusedadam import FusedAdam
 from fusedadam.backends import cuda_host
-from specs import BackendSpec, require
+from specs import require
 
 pytestmark = pytest.mark.usefixtures("host_grid")
 
-CUDA_HOST = BackendSpec("cuda-host", "cpu")
 # Elements per pack of the kernel (adam_kernel.cuh kVec): 16 bytes of the narrowest array.
 PACK = {torch.float32: 4, torch.float64: 2, torch.float16: 8, torch.bfloat16: 8}
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64, "fp16": torch.float16, "bf16": torch.bfloat16}
-STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
 @pytest.fixture(params=["cuda-host"])  # in every test id, so that `pytest -k cuda-host` selects these too
@@ -31,55 +30,6 @@ def host_grid(request, monkeypatch):
     grid = cuda_host.HostGrid(sms=3, blocks_per_sm=2, order_seed=None, chunk_size=128)
     monkeypatch.setattr(cuda_host, "GRID", grid)
     return grid
-
-
-def offset_view(n: int, dtype: torch.dtype, offset: int, values: torch.Tensor | None = None) -> torch.Tensor:
-    """n elements starting `offset` elements into a fresh (aligned) buffer."""
-    buffer = torch.full((n + offset + 8,), float("nan"), dtype=dtype)
-    view = buffer[offset:offset + n]
-    view.copy_(values if values is not None else torch.randn(n, dtype=torch.float64).to(dtype))
-    return view
-
-
-def run_both(params_of, grads_of, steps=3, state_offsets=None, **options):
-    """Steps the same problem with backend="cuda-host" and backend="cpu"; returns both optimizers' (params, states).
-    params_of(backend) makes the parameters; grads_of(step, params) the gradients; state_offsets, if given, seeds
-    each parameter's state with views at those element offsets (the moments start at zero, as torch's would)."""
-    results = []
-    for backend in ("cuda-host", "cpu"):
-        params = params_of(backend)
-        optimizer = FusedAdam(params, backend=backend, **options)
-        if state_offsets is not None:
-            for p, offset in zip(params, state_offsets):
-                zeros = torch.zeros(p.numel(), dtype=p.dtype)
-                optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": offset_view(p.numel(), p.dtype, offset, zeros),
-                                      "exp_avg_sq": offset_view(p.numel(), p.dtype, offset, zeros)}
-                if options.get("amsgrad"):
-                    optimizer.state[p]["max_exp_avg_sq"] = offset_view(p.numel(), p.dtype, offset, zeros)
-        for step in range(steps):
-            for p, g in zip(params, grads_of(step, params)):
-                p.grad = g
-            optimizer.step()
-        results.append((params, [optimizer.state[p] for p in params]))
-    return results
-
-
-def assert_bit_equal(ours, cpu):
-    (params, states), (cpu_params, cpu_states) = ours, cpu
-    for i, (p, q, s, t) in enumerate(zip(params, cpu_params, states, cpu_states)):
-        assert torch.equal(p.view(-1).view(torch.uint8), q.view(-1).view(torch.uint8)), f"parameter {i}"
-        for key in STATE_KEYS + ("master_param", "kahan_compensation"):
-            if key in t:
-                assert torch.equal(s[key].reshape(-1).view(torch.uint8), t[key].reshape(-1).view(torch.uint8)), \
-                    f"{key} of parameter {i}"
-        assert torch.equal(s["step"], t["step"]), f"step of parameter {i}"
-
-
-def fixed_problem(shapes, dtype, steps=3, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    initial = [torch.randn(s, dtype=torch.float64, generator=generator).to(dtype) for s in shapes]
-    grads = [[torch.randn(s, dtype=torch.float64, generator=generator).to(dtype) for s in shapes] for _ in range(steps)]
-    return (lambda backend: [p.clone() for p in initial]), (lambda step, params: [g.clone() for g in grads[step]])
 
 
 @pytest.mark.parametrize("dtype", DTYPES.values(), ids=DTYPES.keys())

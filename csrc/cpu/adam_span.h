@@ -206,7 +206,7 @@ void run(const TensorTable& table, const StepConstants& constants, int max_threa
 
 void adam_step(const TensorTable& table, const StepConstants& constants, const AdamHyperparameters& hp,
                int max_threads) {
-  dispatch_precision<true>(table.param_dtype, table.state_dtype, table.param_update, [&](auto precision) {
+  dispatch_precision(table.param_dtype, table.state_dtype, table.param_update, [&](auto precision) {
     dispatch_adam_mode(hp.weight_decay_mode, hp.amsgrad, hp.maximize, [&](auto weight_decay, auto amsgrad, auto maximize) {
       run<decltype(precision), decltype(weight_decay)::value, decltype(amsgrad)::value, decltype(maximize)::value>(
           table, constants, max_threads);

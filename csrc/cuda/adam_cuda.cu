@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "../adam_modes.h"
+#include "../moment_quantization.h"
 #include "adam_launch.h"
 #include "cuda_check.h"
 
@@ -13,6 +14,10 @@ namespace {
 
 AdamKernelArgs kernel_args(const AdamLaunchParams& p) {
   if (p.chunk_size <= 0 || p.chunk_size % 64 != 0) throw std::invalid_argument("chunk_size must be a positive multiple of 64");
+  // A block of 8-bit moments shares its absmax, so it must lie in one chunk, which one warp steps.
+  if (p.state_dtype == DType::kMoment8Bit && p.chunk_size % quantization::kBlock != 0) {
+    throw std::invalid_argument("with 8-bit moments chunk_size must be a multiple of 256, the quantization block");
+  }
   return AdamKernelArgs{LaunchTable{p.table, p.num_tensors, p.num_chunks, p.chunk_size},
                         p.steps, p.done_counter, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.lr_on_device,
                         p.beta1_on_device, p.beta2_on_device, p.seed, p.grad_scale, p.found_inf};

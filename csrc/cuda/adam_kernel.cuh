@@ -11,6 +11,7 @@
 #include "../param_update.h"
 #include "execution.cuh"
 #include "multi_tensor_apply.cuh"
+#include "persistent_launch.cuh"
 #include "storage_access.cuh"
 
 namespace fusedadam::cuda {
@@ -46,6 +47,9 @@ struct Arrays {
   State* max_exp_avg_sq;
   float* master;
   __nv_bfloat16* compensation;
+  float* exp_avg_absmax;  // 8-bit moments: one fp32 absmax per block (moment_quantization.h)
+  float* exp_avg_sq_absmax;
+  float* max_exp_avg_sq_absmax;
 
   FUSEDADAM_HOST_DEVICE explicit Arrays(const int64_t* row) {
     using namespace launch_table;
@@ -56,17 +60,27 @@ struct Arrays {
     max_exp_avg_sq = column<State>(row, kMaxExpAvgSq);
     master = column<float>(row, kMaster);
     compensation = column<__nv_bfloat16>(row, kCompensation);
+    exp_avg_absmax = column<float>(row, kExpAvgAbsmax);
+    exp_avg_sq_absmax = column<float>(row, kExpAvgSqAbsmax);
+    max_exp_avg_sq_absmax = column<float>(row, kMaxExpAvgSqAbsmax);
   }
 };
 
-// Which arrays are 16-byte aligned at one element: those move as whole 16-byte accesses inside a pack.
+// Which arrays are aligned for whole-pack accesses (16 bytes, or the pack's size) at one element; the others move
+// element by element inside a pack.
 struct Alignment {
   bool param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, master, compensation;
+
+  FUSEDADAM_HOST_DEVICE int unaligned() const {
+    return !param + !grad + !exp_avg + !exp_avg_sq + !max_exp_avg_sq + !master + !compensation;
+  }
 };
 
 template <typename Precision, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
 struct AdamKernel {
   using Args = AdamKernelArgs;
+  static constexpr bool kWarpSynchronous = false;
+  static constexpr int kMinBlocksPerSm = cuda::kMinBlocksPerSm;
   using Param = storage_t<Precision::param>;
   using State = storage_t<Precision::state>;
   using Opmath = opmath_t<Param>;
@@ -139,32 +153,54 @@ struct AdamKernel {
     return best;
   }
 
+  // The arrays of elements [i, i + kCount) besides the moments: the parameter, its gradient, and the master copy or
+  // compensation of the update mode. Any Arrays type: the 8-bit kernel's moments are codes, the rest alike.
+  template <int kCount>
+  struct ParamPacks {
+    Pack<Param, kCount> param, grad;
+    Pack<float, kCount> master;
+    Pack<__nv_bfloat16, kCount> compensation;
+
+    template <typename AnyArrays>
+    FUSEDADAM_HOST_DEVICE void load(const AnyArrays& a, int64_t i, const Alignment& aligned) {
+      param = load_pack<kCount>(a.param + i, aligned.param);
+      grad = load_pack<kCount>(a.grad + i, aligned.grad);
+      if constexpr (kMaster) master = load_pack<kCount>(a.master + i, aligned.master);
+      if constexpr (kKahan) compensation = load_pack<kCount>(a.compensation + i, aligned.compensation);
+    }
+
+    template <typename AnyArrays>
+    FUSEDADAM_HOST_DEVICE void store(const AnyArrays& a, int64_t i, const Alignment& aligned, bool unscaled) const {
+      store_pack(a.param + i, param, aligned.param);
+      if (unscaled) store_pack(a.grad + i, grad, aligned.grad);
+      if constexpr (kMaster) store_pack(a.master + i, master, aligned.master);
+      if constexpr (kKahan) store_pack(a.compensation + i, compensation, aligned.compensation);
+    }
+
+    // Element k stepped with moments m, v, vmax (registers, in the moments' storage or fp32).
+    template <typename Moment>
+    FUSEDADAM_HOST_DEVICE void step(const ElementStep& element_step, int64_t index, int k, Moment& m, Moment& v,
+                                    Moment& vmax) {
+      element_step(index, param.values[k], grad.values[k], m, v, vmax, master.values[k], compensation.values[k]);
+    }
+  };
+
   // Elements [i, i + kCount): every array loaded, stepped, stored. kCount is kVec inside the packs, 1 elsewhere.
   template <int kCount>
   FUSEDADAM_HOST_DEVICE static void step_elements(const Arrays<Precision>& a, int64_t i, const Alignment& aligned,
                                                   const ElementStep& step) {
-    Pack<Param, kCount> p = load_pack<kCount>(a.param + i, aligned.param);
-    Pack<Param, kCount> g = load_pack<kCount>(a.grad + i, aligned.grad);
+    ParamPacks<kCount> p;
+    p.load(a, i, aligned);
     Pack<State, kCount> m = load_pack<kCount>(a.exp_avg + i, aligned.exp_avg);
     Pack<State, kCount> v = load_pack<kCount>(a.exp_avg_sq + i, aligned.exp_avg_sq);
     Pack<State, kCount> vmax;
-    Pack<float, kCount> master;
-    Pack<__nv_bfloat16, kCount> compensation;
     if constexpr (kAmsgrad) vmax = load_pack<kCount>(a.max_exp_avg_sq + i, aligned.max_exp_avg_sq);
-    if constexpr (kMaster) master = load_pack<kCount>(a.master + i, aligned.master);
-    if constexpr (kKahan) compensation = load_pack<kCount>(a.compensation + i, aligned.compensation);
 #pragma unroll
-    for (int k = 0; k < kCount; ++k) {
-      step(i + k, p.values[k], g.values[k], m.values[k], v.values[k], vmax.values[k], master.values[k],
-           compensation.values[k]);
-    }
-    store_pack(a.param + i, p, aligned.param);
-    if (step.unscale) store_pack(a.grad + i, g, aligned.grad);
+    for (int k = 0; k < kCount; ++k) p.step(step, i + k, k, m.values[k], v.values[k], vmax.values[k]);
+    p.store(a, i, aligned, step.unscale);
     store_pack(a.exp_avg + i, m, aligned.exp_avg);
     store_pack(a.exp_avg_sq + i, v, aligned.exp_avg_sq);
     if constexpr (kAmsgrad) store_pack(a.max_exp_avg_sq + i, vmax, aligned.max_exp_avg_sq);
-    if constexpr (kMaster) store_pack(a.master + i, master, aligned.master);
-    if constexpr (kKahan) store_pack(a.compensation + i, compensation, aligned.compensation);
   }
 
   // One chunk, [first, end), divided among the block's threads: the peeled head and the tail element by element,
@@ -175,12 +211,10 @@ struct AdamKernel {
     const int64_t packs_begin = head < end ? head : end;
     const int64_t packs_end = packs_begin + (end - packs_begin) / kVec * kVec;
     const Alignment aligned = alignment_at(a, packs_begin);  // the same at every pack: packs_begin + kVec * n
-    const int unaligned_arrays = !aligned.param + !aligned.grad + !aligned.exp_avg + !aligned.exp_avg_sq +
-                                 !aligned.max_exp_avg_sq + !aligned.master + !aligned.compensation;
     for (int64_t i = packs_begin + static_cast<int64_t>(at.thread) * kVec; i < packs_end;
          i += static_cast<int64_t>(at.threads) * kVec) {
       at.count(Tally::kPackedElements, kVec);
-      at.count(Tally::kUnalignedPackArrays, unaligned_arrays);
+      at.count(Tally::kUnalignedPackArrays, aligned.unaligned());
       step_elements<kVec>(a, i, aligned, step);
     }
     const Alignment scalar{};
@@ -210,7 +244,10 @@ struct AdamKernel {
                                           step_count);
   }
 
-  FUSEDADAM_HOST_DEVICE static void body(const GridPosition& at, const Args& args) {
+  // Calls step_chunk(row, first, end, step) for every chunk of this thread's block, `step` holding the constants of
+  // the chunk's tensor.
+  template <typename StepChunk>
+  FUSEDADAM_HOST_DEVICE static void walk_chunks(const GridPosition& at, const Args& args, StepChunk&& step_chunk) {
     ElementStep step{args.grad_scale != nullptr,
                      args.grad_scale != nullptr ? static_cast<Opmath>(read_only(args.grad_scale)) : Opmath(1),
                      AdamCoefficients<Opmath>{}, 0u};
@@ -231,6 +268,12 @@ struct AdamKernel {
         rounding_key_of = tensor;
         at.count(Tally::kRoundingKeys);
       }
+      step_chunk(row, first, end, static_cast<const ElementStep&>(step));
+    });
+  }
+
+  FUSEDADAM_HOST_DEVICE static void body(const GridPosition& at, const Args& args) {
+    walk_chunks(at, args, [&](const int64_t* row, int64_t first, int64_t end, const ElementStep& step) {
       step_chunk(at, Arrays<Precision>(row), first, end, step);
     });
   }

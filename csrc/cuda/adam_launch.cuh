@@ -3,17 +3,26 @@
 
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
+#include "adam_kernel_8bit.cuh"
 #include "adam_launch.h"
 #include "persistent_launch.cuh"
 
 namespace fusedadam::cuda {
 
+// The kernel of a storage combination: 8-bit moments have their own (adam_kernel_8bit.cuh).
+template <typename Precision, WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize>
+using KernelOf = std::conditional_t<Precision::state == DType::kMoment8Bit,
+                                    EightBitAdamKernel<Precision, kWeightDecay, kAmsgrad, kMaximize>,
+                                    AdamKernel<Precision, kWeightDecay, kAmsgrad, kMaximize>>;
+
 template <typename Precision, typename Fn>
 void with_kernel(const AdamLaunchParams& params, Fn&& fn) {
   dispatch_adam_mode(params.weight_decay_mode, params.amsgrad, params.maximize,
                      [&](auto weight_decay, auto amsgrad, auto maximize) {
-                       fn(AdamKernel<Precision, decltype(weight_decay)::value, decltype(amsgrad)::value,
-                                     decltype(maximize)::value>{});
+                       fn(KernelOf<Precision, decltype(weight_decay)::value, decltype(amsgrad)::value,
+                                   decltype(maximize)::value>{});
                      });
 }
 

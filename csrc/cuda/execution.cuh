@@ -22,11 +22,20 @@ struct ExecutionTally {
   int64_t scalar_elements = 0;           // elements stepped one at a time (a chunk's peeled head or its tail)
   int64_t coefficient_computations = 0;  // per-thread computations of a step's Adam constants
   int64_t rounding_key_computations = 0; // per-thread computations of a tensor's stochastic-rounding stream
+  int64_t quantized_blocks = 0;          // blocks of 8-bit moments stepped (each by one warp)
   int64_t last_blocks = 0;               // blocks that found themselves last and ran the epilogue
   int64_t skipped_launches = 0;          // launches that GradScaler's found_inf turned into no-ops
 };
 
-enum class Tally { kChunks, kPackedElements, kUnalignedPackArrays, kScalarElements, kCoefficients, kRoundingKeys };
+enum class Tally {
+  kChunks,
+  kPackedElements,
+  kUnalignedPackArrays,
+  kScalarElements,
+  kCoefficients,
+  kRoundingKeys,
+  kQuantizedBlocks
+};
 
 struct GridPosition {
   int64_t block;
@@ -52,6 +61,7 @@ struct GridPosition {
       case Tally::kScalarElements: tally->scalar_elements += n; break;
       case Tally::kCoefficients: tally->coefficient_computations += n; break;
       case Tally::kRoundingKeys: tally->rounding_key_computations += n; break;
+      case Tally::kQuantizedBlocks: tally->quantized_blocks += n; break;
     }
 #else
     (void)what;
@@ -59,6 +69,33 @@ struct GridPosition {
 #endif
   }
 };
+
+constexpr int kWarpSize = 32;
+
+// The lanes of a warp that one call of a warp-synchronous kernel's body plays (a kernel whose lanes exchange values,
+// kWarpSynchronous in persistent_launch.cuh). On a GPU a thread is one lane. The host launcher calls the body once per
+// warp, and the body runs every lane's work up to an exchange, then the exchange, then every lane's work after it.
+#if defined(__CUDA_ARCH__)
+constexpr int kLanesPerCall = 1;
+#else
+constexpr int kLanesPerCall = kWarpSize;
+#endif
+
+// The largest of the warp's values, in every lane: shuffles on a GPU (every lane of the warp must call it), the lanes'
+// values side by side on the host.
+FUSEDADAM_HOST_DEVICE uint32_t warp_max(const uint32_t (&lane_values)[kLanesPerCall]) {
+  uint32_t largest = lane_values[0];
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    const uint32_t other = __shfl_xor_sync(0xFFFFFFFFu, largest, offset);
+    largest = other > largest ? other : largest;
+  }
+#else
+  for (int lane = 1; lane < kLanesPerCall; ++lane) largest = lane_values[lane] > largest ? lane_values[lane] : largest;
+#endif
+  return largest;
+}
 
 // A word of the launch table or a kernel argument array that no thread writes during the launch.
 template <typename T>

@@ -4,7 +4,12 @@
 // A Kernel is a struct with
 //   using Args;                                        plain values and pointers, in the memory the kernel runs on
 //   static bool skipped(const Args&);                  true when the whole launch must change nothing
-//   static void body(const GridPosition&, const Args&);      a thread's work; no communication inside a block
+//   static constexpr bool kWarpSynchronous;           whether the lanes of a warp exchange values (warp_max)
+//   static constexpr int kMinBlocksPerSm;             its launch bounds: resident blocks per SM (kMinBlocksPerSm below
+//                                                     unless it needs more registers)
+//   static void body(const GridPosition&, const Args&);      a thread's work (a warp's, on the host, when
+//                                                            kWarpSynchronous: execution.cuh kLanesPerCall); no
+//                                                            communication between a block's warps
 //   static void epilogue(const GridPosition&, const Args&);  run by every thread of the last block to finish
 // all __host__ __device__, and Args has `unsigned int* done_counter` (zero between launches).
 #pragma once
@@ -57,7 +62,7 @@ __device__ __forceinline__ bool last_block_to_finish(const GridPosition& at, uns
 }
 
 template <typename Kernel>
-__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocksPerSm) persistent_kernel(typename Kernel::Args args) {
+__global__ void __launch_bounds__(kThreadsPerBlock, Kernel::kMinBlocksPerSm) persistent_kernel(typename Kernel::Args args) {
   if (Kernel::skipped(args)) return;
   const GridPosition at = GridPosition::of_this_thread();
   Kernel::body(at, args);
@@ -92,8 +97,8 @@ struct HostGrid {
 };
 
 // Plays the launch on the host: every block in a shuffled order, each block's threads one after the other (the
-// kernels keep no state shared between a block's threads), then the block's arrival and, for the last block, the
-// epilogue on every one of its threads.
+// kernels keep no state shared between a block's warps; a warp-synchronous kernel's call plays a whole warp), then the
+// block's arrival and, for the last block, the epilogue on every one of its threads.
 template <typename Kernel>
 ExecutionTally play_on_host(const typename Kernel::Args& args, int64_t num_chunks, const HostGrid& grid) {
   ExecutionTally tally;
@@ -106,7 +111,7 @@ ExecutionTally play_on_host(const typename Kernel::Args& args, int64_t num_chunk
   std::iota(order.begin(), order.end(), int64_t{0});
   std::shuffle(order.begin(), order.end(), std::mt19937_64(grid.order_seed));
   for (const int64_t block : order) {
-    for (int thread = 0; thread < kThreadsPerBlock; ++thread) {
+    for (int thread = 0; thread < kThreadsPerBlock; thread += Kernel::kWarpSynchronous ? kLanesPerCall : 1) {
       Kernel::body(GridPosition{block, blocks, thread, kThreadsPerBlock, &tally}, args);
     }
     ++tally.blocks;

@@ -17,6 +17,7 @@ template <> struct StorageOf<DType::kFloat32> { using type = float; };
 template <> struct StorageOf<DType::kFloat64> { using type = double; };
 template <> struct StorageOf<DType::kFloat16> { using type = __half; };
 template <> struct StorageOf<DType::kBFloat16> { using type = __nv_bfloat16; };
+template <> struct StorageOf<DType::kMoment8Bit> { using type = uint8_t; };  // codes (moment_quantization.h)
 template <DType kDType> using storage_t = typename StorageOf<kDType>::type;
 
 template <typename Storage> struct Opmath { using type = float; };
@@ -42,9 +43,10 @@ struct alignas(kSize * sizeof(Storage) >= 16 ? 16 : kSize * sizeof(Storage)) Pac
   Storage values[kSize];
 };
 
-// Whether a pack can be moved as a whole: 8 bytes, or a multiple of 16 (a single element never is).
+// Whether a pack can be moved as a whole: 4 or 8 bytes (one access), or a multiple of 16 (one access per 16 bytes).
 template <typename Storage, int kSize>
-constexpr bool kWholePack = kSize * sizeof(Storage) % 16 == 0 || kSize * sizeof(Storage) == 8;
+constexpr bool kWholePack =
+    kSize * sizeof(Storage) % 16 == 0 || kSize * sizeof(Storage) == 8 || kSize * sizeof(Storage) == 4;
 
 // `vectorized`: the pack's first element is 16-byte aligned (then one access per 16 bytes), else one access per
 // element. The choice is the same for every thread of a chunk, so the branch never diverges.
@@ -72,5 +74,11 @@ FUSEDADAM_HOST_DEVICE void store_pack(Storage* address, const Pack<Storage, kSiz
 }
 
 FUSEDADAM_HOST_DEVICE bool aligned16(const void* address) { return (reinterpret_cast<uintptr_t>(address) % 16) == 0; }
+
+// Whether packs of kSize elements starting at `address` may move whole.
+template <int kSize, typename Storage>
+FUSEDADAM_HOST_DEVICE bool pack_aligned(const Storage* address) {
+  return reinterpret_cast<uintptr_t>(address) % alignof(Pack<Storage, kSize>) == 0;
+}
 
 }  // namespace fusedadam::cuda

@@ -11,7 +11,7 @@ from ..precision import PARAM_UPDATE_CODES
 from .base import StateLayout, StateOf
 from ..layout import kernel_unsupported_reason
 from .device import DeviceRunner, Launch
-from .native_table import DTYPE_CODES
+from .native_table import DTYPE_CODES, STATE_DTYPE_CODES
 
 CHUNK_SIZE = 16384  # elements per chunk row: a few 16-byte accesses per thread of a 256-thread block
 CUDA_DTYPES = tuple(DTYPE_CODES)  # every storage dtype of the native tables
@@ -25,7 +25,7 @@ def kernel_arguments(launch: Launch) -> dict:
     """The arguments of the native adam_step_cuda (and of adam_step_cuda_host, which plays the same kernel)."""
     return dict(
         table=launch.table.data_ptr(), num_tensors=launch.num_tensors, num_chunks=launch.num_chunks,
-        chunk_size=launch.chunk_size, dtype=DTYPE_CODES[launch.dtype], state_dtype=DTYPE_CODES[launch.state_dtype],
+        chunk_size=launch.chunk_size, dtype=DTYPE_CODES[launch.dtype], state_dtype=STATE_DTYPE_CODES[launch.state_dtype],
         param_update=PARAM_UPDATE_CODES[launch.param_update], steps=launch.steps.data_ptr(),
         done_counter=launch.done_counter.data_ptr(), lr=launch.lr, lr_on_device=_pointer(launch.lr_tensor),
         beta1=launch.beta1, beta2=launch.beta2, beta1_on_device=_pointer(launch.beta1_tensor),
@@ -82,7 +82,7 @@ def cuda_module_reason() -> str | None:
 
 class CudaBackend:
     name = "cuda"
-    steps_eight_bit = False  # a block's absmax needs its 256 elements' reduction: not in this kernel yet
+    steps_eight_bit = True  # csrc/cuda/adam_kernel_8bit.cuh
 
     def unavailable_reason(self) -> str | None:
         reason = cuda_module_reason()

@@ -5,7 +5,7 @@ machines without a GPU. Never chosen by backend="auto", and slow (one element at
 
 The grid is shaped by the knobs below, which tests set: a GPU with SMS SMs holding BLOCKS_PER_SM blocks at a time
 (persistent_grid_blocks, the formula the GPU launcher uses with the driver's numbers), blocks run in an order drawn
-from ORDER_SEED, chunks of CHUNK_SIZE elements."""
+from ORDER_SEED, chunks of CHUNK_SIZE elements (with 8-bit moments a multiple of 256, the quantization block)."""
 from __future__ import annotations
 
 import itertools
@@ -46,7 +46,7 @@ def _launch(launch: Launch) -> None:
 
 class CudaHostBackend:
     name = "cuda-host"
-    steps_eight_bit = False  # the CUDA kernel's code, which does not step them yet
+    steps_eight_bit = True  # the CUDA kernel's code: a warp per block of 8-bit moments, played a warp per call
 
     def unavailable_reason(self) -> str | None:
         return cuda_module_reason()
