@@ -34,7 +34,8 @@ def run_both(params_of, grads_of, steps=3, state_offsets=None, before_step=None,
         if state_offsets is not None:
             for p, offset in zip(params, state_offsets):
                 zeros = torch.zeros(p.numel(), dtype=p.dtype)
-                optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": offset_view(p.numel(), p.dtype, offset, zeros),
+                optimizer.state[p] = {"step": torch.tensor(0.0),
+                                      "exp_avg": offset_view(p.numel(), p.dtype, offset, zeros),
                                       "exp_avg_sq": offset_view(p.numel(), p.dtype, offset, zeros)}
                 if options.get("amsgrad"):
                     optimizer.state[p]["max_exp_avg_sq"] = offset_view(p.numel(), p.dtype, offset, zeros)

@@ -74,7 +74,8 @@ def expected_wide_accesses(instance: dict) -> tuple[int, int]:
         runs = 256 // (32 * run)
         extra = [4] * master + [2] * kahan
         reads, writes = [param] * (not master) + [param] + extra, [param, param] + extra
-        return tuple(runs * sum(run * size // 16 for size in sizes if run * size % 16 == 0) for sizes in (reads, writes))
+        return tuple(runs * sum(run * size // 16 for size in sizes if run * size % 16 == 0)
+                     for sizes in (reads, writes))
     param, state = SIZE[instance["param"]], SIZE[instance["state"]]
     pack = 4 if amsgrad and update in ("kahan", "stochastic") else 16 // (2 if kahan else min(param, state))
     extra = [state] * amsgrad + [4] * master + [2] * kahan

@@ -63,7 +63,8 @@ struct EightBitAdamKernel {
                      !Elementwise::kKahan || pack_aligned<kVec>(a.compensation)};
   }
 
-  // Elements [i, i + kCount) decoded, stepped, and their parameter-side arrays stored; their moments land in m, v, vmax.
+  // Elements [i, i + kCount) decoded, stepped, and their parameter-side arrays stored; their moments land in m, v,
+  // vmax.
   template <int kCount>
   FUSEDADAM_HOST_DEVICE static void step_run(const Arrays<Precision>& a, int64_t i, const Alignment& aligned,
                                              const ElementStep& step, const float (&inverse_scale)[3], float* m,
@@ -154,11 +155,12 @@ struct EightBitAdamKernel {
     const int first_lane = at.thread % kWarpSize;
     const int64_t begin = block * kBlock;
     const int64_t n = numel - begin < kBlock ? numel - begin : kBlock;
-    // Read by every lane before lane 0 writes the new ones: each lane's read feeds its part of warp_max below.
+    // Read by every lane before lane 0 writes the new ones: each lane's read feeds its part of warp_max below. Plain
+    // loads, not read_only's non-coherent ones: the launch writes these words.
     const float inverse_scale[3] = {
-        quantization::block_inverse_scale<SignedMap>(read_only(a.exp_avg_absmax + block)),
-        quantization::block_inverse_scale<UnsignedMap>(read_only(a.exp_avg_sq_absmax + block)),
-        kAmsgrad ? quantization::block_inverse_scale<UnsignedMap>(read_only(a.max_exp_avg_sq_absmax + block)) : 0.0f};
+        quantization::block_inverse_scale<SignedMap>(*global(a.exp_avg_absmax + block)),
+        quantization::block_inverse_scale<UnsignedMap>(*global(a.exp_avg_sq_absmax + block)),
+        kAmsgrad ? quantization::block_inverse_scale<UnsignedMap>(*global(a.max_exp_avg_sq_absmax + block)) : 0.0f};
     LaneMoments moments[kLanesPerCall];
     uint32_t m_bits[kLanesPerCall], v_bits[kLanesPerCall], vmax_bits[kLanesPerCall];
 #pragma unroll

@@ -62,7 +62,8 @@ __device__ __forceinline__ bool last_block_to_finish(const GridPosition& at, uns
 }
 
 template <typename Kernel>
-__global__ void __launch_bounds__(kThreadsPerBlock, Kernel::kMinBlocksPerSm) persistent_kernel(typename Kernel::Args args) {
+__global__ void __launch_bounds__(kThreadsPerBlock, Kernel::kMinBlocksPerSm)
+    persistent_kernel(typename Kernel::Args args) {
   if (Kernel::skipped(args)) return;
   const GridPosition at = GridPosition::of_this_thread();
   Kernel::body(at, args);

@@ -25,7 +25,8 @@ def kernel_arguments(launch: Launch) -> dict:
     """The arguments of the native adam_step_cuda (and of adam_step_cuda_host, which plays the same kernel)."""
     return dict(
         table=launch.table.data_ptr(), num_tensors=launch.num_tensors, num_chunks=launch.num_chunks,
-        chunk_size=launch.chunk_size, dtype=DTYPE_CODES[launch.dtype], state_dtype=STATE_DTYPE_CODES[launch.state_dtype],
+        chunk_size=launch.chunk_size, dtype=DTYPE_CODES[launch.dtype],
+        state_dtype=STATE_DTYPE_CODES[launch.state_dtype],
         param_update=PARAM_UPDATE_CODES[launch.param_update], steps=launch.steps.data_ptr(),
         done_counter=launch.done_counter.data_ptr(), lr=launch.lr, lr_on_device=_pointer(launch.lr_tensor),
         beta1=launch.beta1, beta2=launch.beta2, beta1_on_device=_pointer(launch.beta1_tensor),
