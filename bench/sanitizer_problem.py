@@ -18,7 +18,9 @@ from fusedadam.backends import EIGHT_BIT_BACKENDS
 
 
 def tensors(dtype: torch.dtype, generator: torch.Generator, device: str) -> list[torch.Tensor]:
-    sizes = torch.randint(1, 3000, (200,), generator=generator).tolist() + [1, 7, 33, 16_385, 70_001]
+    # The first views are long enough for 8-bit moments (4096 elements and more): their codes' blocks begin at odd
+    # addresses of the parameter and its gradient.
+    sizes = [5_000, 9_999] + torch.randint(1, 3000, (200,), generator=generator).tolist() + [1, 7, 33, 16_385, 70_001]
     flat = torch.randn(sum(sizes) + 8 * len(sizes), generator=generator).to(device=device, dtype=dtype)
     params, offset = [], 3  # views into one buffer, starting at odd element offsets (FSDP / Megatron style)
     for n in sizes[:100]:
