@@ -149,12 +149,13 @@ struct EightBitAdamKernel {
     return largest;
   }
 
-  // One block, stepped by the lanes of one warp (all of them on the GPU; the call's kLanesPerCall lanes on the host).
+  // One block of a chunk that ends at `end`, stepped by the lanes of one warp (all of them on the GPU; the call's
+  // kLanesPerCall lanes on the host). Only a tensor's last chunk ends inside a block, at the tensor's end.
   FUSEDADAM_HOST_DEVICE static void step_block(const GridPosition& at, const Arrays<Precision>& a, int64_t block,
-                                               int64_t numel, const Alignment& aligned, const ElementStep& step) {
+                                               int64_t end, const Alignment& aligned, const ElementStep& step) {
     const int first_lane = at.thread % kWarpSize;
     const int64_t begin = block * kBlock;
-    const int64_t n = numel - begin < kBlock ? numel - begin : kBlock;
+    const int64_t n = end - begin < kBlock ? end - begin : kBlock;
     // Read by every lane before lane 0 writes the new ones: each lane's read feeds its part of warp_max below. Plain
     // loads, not read_only's non-coherent ones: the launch writes these words.
     const float inverse_scale[3] = {
@@ -196,11 +197,10 @@ struct EightBitAdamKernel {
                                                const ElementStep& step) {
     const Arrays<Precision> a(row);
     const Alignment aligned = alignment_of(a);
-    const int64_t numel = read_only(row + launch_table::kNumel);
     const int64_t warps = at.threads / kWarpSize;
     const int64_t end_block = (end + kBlock - 1) / kBlock;
     for (int64_t block = first / kBlock + at.thread / kWarpSize; block < end_block; block += warps) {
-      step_block(at, a, block, numel, aligned, step);
+      step_block(at, a, block, end, aligned, step);
     }
   }
 

@@ -27,7 +27,7 @@ AUTO_ORDER = {"cpu": ("cpu",), "cuda": ("cuda", "triton")}
 EIGHT_BIT_BACKENDS = tuple(name for name, backend in BACKENDS.items() if backend.steps_eight_bit)
 # What "auto" tries for 8-bit moments. On a GPU Triton first: its 8-bit step is measured on an H200 (1.28x torch fused
 # fp32, README), the CUDA kernel's not yet; bench/gpu_check.sh times both, and the faster goes first once measured.
-EIGHT_BIT_AUTO_ORDER = {"cpu": ("cpu",), "cuda": ("triton", "cuda")}
+EIGHT_BIT_AUTO_ORDER = {**AUTO_ORDER, "cuda": ("triton", "cuda")}
 
 
 def _refusal(name: str, p: torch.Tensor) -> str | None:
