@@ -174,3 +174,15 @@ def test_a_chunk_that_would_split_a_block_is_refused(host_grid):
     optimizer = FusedAdam([p], backend="cuda-host", state_dtype="8bit")
     with pytest.raises(ValueError, match="8-bit moments need chunk_size a multiple of 256"):
         optimizer.step()
+
+
+def test_the_native_launcher_refuses_such_a_chunk_before_reading_anything(host_grid):
+    """The same refusal at the native entry, whatever table it is handed: here none at all (null addresses), so any
+    read before the check would crash."""
+    from fusedadam._native import native
+    args = dict(device=-1, stream=0, table=0, num_tensors=1, num_chunks=1, chunk_size=3 * 128, dtype=0, state_dtype=4,
+                param_update=0, steps=0, done_counter=0, lr=1e-3, lr_on_device=0, beta1=0.9, beta2=0.999,
+                beta1_on_device=0, beta2_on_device=0, eps=1e-8, weight_decay=0.0, weight_decay_mode=0, amsgrad=False,
+                maximize=False, seed=0, grad_scale=0, found_inf=0)
+    with pytest.raises(ValueError, match="with 8-bit moments chunk_size must be a multiple of 256"):
+        native().adam_step_cuda_host(**args, sms=1, blocks_per_sm=1, order_seed=0)
