@@ -38,7 +38,28 @@ struct AdamCoefficients {
   Opmath decay_factor;       // 1 - lr * wd, used by WeightDecay::kDecoupled
   Opmath step_size;          // lr / (1 - beta1^t)
   Opmath bias_correction2_sqrt;  // sqrt(1 - beta2^t)
+  Opmath inverse_bias_correction2_sqrt;  // 1 / bias_correction2_sqrt, rounded in Opmath (divide_by_step_constant)
 };
+
+// x / c rounded as IEEE division rounds it, for c fixed for the whole step and inverse_c = RN(1 / c), without a
+// division. x * inverse_c is within an ulp of x / c; the exact remainder x - q * c (one FMA) corrects it to the
+// correctly rounded quotient (Markstein's theorem) whenever nothing under- or overflows. The one caller divides
+// sqrt(v): 0, or at least 2^-74.5 (the root of fp32's smallest subnormal), at most 2^64, by a c in [2^-27, 1];
+// bench/exact_division_check.cpp compares it with x / c for every such x, and tests/test_ieee_arithmetic.py the
+// whole step with torch's fp32 division. An infinite quotient is kept as it is: its remainder would be NaN.
+// Why: a CPU's divider takes a vector of square roots or quotients every ~10-16 cycles, and Adam asked it for three
+// per element; on the 2-core Xeon of bench/NOTES.md that was the step's bound, in cache and in memory. kFastFma is
+// false where an FMA is a library call (x86-64 before Haswell), and the division is the cheaper spelling there.
+template <bool kFastFma, typename Opmath>
+FUSEDADAM_HOST_DEVICE Opmath divide_by_step_constant(Opmath x, Opmath c, Opmath inverse_c) {
+  if constexpr (kFastFma) {
+    const Opmath quotient = x * inverse_c;
+    const Opmath corrected = std::fma(std::fma(-quotient, c, x), inverse_c, quotient);
+    return std::isfinite(quotient) ? corrected : quotient;
+  } else {
+    return x / c;
+  }
+}
 
 // Propagates NaN like torch.maximum (std::max would silently drop it). Bitwise `|`, not `||`: a
 // short-circuit branch kept GCC from vectorizing the whole AMSGrad loop (3-4x slower, bench/NOTES.md).
@@ -50,7 +71,7 @@ FUSEDADAM_HOST_DEVICE Opmath nan_propagating_max(Opmath a, Opmath b) {
 
 // One element of Algorithm 1 (Kingma & Ba 2015), with AdamW's decoupled decay (Loshchilov & Hutter
 // 2019) and AMSGrad (Reddi et al. 2018). `max_exp_avg_sq` is only read and written when kAmsgrad.
-template <WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize, typename Opmath>
+template <WeightDecay kWeightDecay, bool kAmsgrad, bool kMaximize, bool kFastFma = true, typename Opmath>
 FUSEDADAM_HOST_DEVICE void adam_update(Opmath& param, Opmath grad, Opmath& exp_avg, Opmath& exp_avg_sq,
                                        Opmath& max_exp_avg_sq, const AdamCoefficients<Opmath>& c) {
   if (kMaximize) grad = -grad;
@@ -67,7 +88,9 @@ FUSEDADAM_HOST_DEVICE void adam_update(Opmath& param, Opmath grad, Opmath& exp_a
     second_moment = max_exp_avg_sq;
   }
   // eps is added after the bias-corrected square root (torch's placement, not the paper's eps-hat).
-  const Opmath denom = std::sqrt(second_moment) / c.bias_correction2_sqrt + c.eps;
+  const Opmath corrected_root = divide_by_step_constant<kFastFma>(std::sqrt(second_moment), c.bias_correction2_sqrt,
+                                                                  c.inverse_bias_correction2_sqrt);
+  const Opmath denom = corrected_root + c.eps;
   param = param - c.step_size * (exp_avg / denom);
 }
 
@@ -90,6 +113,7 @@ FUSEDADAM_HOST_DEVICE AdamCoefficients<Opmath> make_adam_coefficients(double lr,
   c.decay_factor = static_cast<Opmath>(1.0 - lr * weight_decay);
   c.step_size = static_cast<Opmath>(lr / bias_correction1);
   c.bias_correction2_sqrt = static_cast<Opmath>(std::sqrt(bias_correction2));
+  c.inverse_bias_correction2_sqrt = Opmath(1) / c.bias_correction2_sqrt;
   return c;
 }
 

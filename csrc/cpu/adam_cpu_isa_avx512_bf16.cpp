@@ -6,6 +6,7 @@
 #define FUSEDADAM_CPU_TARGET \
   _Pragma("GCC target(\"sse3,ssse3,sse4.1,sse4.2,popcnt,avx,avx2,bmi,bmi2,f16c,fma,lzcnt,movbe,avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx512bf16,prefer-vector-width=512\")")
 #define FUSEDADAM_CPU_F16C 1
+#define FUSEDADAM_CPU_FMA 1
 #define FUSEDADAM_CPU_AVX512 1
 #define FUSEDADAM_CPU_AVX512_BF16 1
 // GCC 12 reports the AVX-512 conversion intrinsics' own _mm512_undefined_*() placeholders as "maybe

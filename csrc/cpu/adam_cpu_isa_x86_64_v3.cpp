@@ -6,5 +6,6 @@
 #define FUSEDADAM_CPU_TARGET \
   _Pragma("GCC target(\"sse3,ssse3,sse4.1,sse4.2,popcnt,avx,avx2,bmi,bmi2,f16c,fma,lzcnt,movbe\")")
 #define FUSEDADAM_CPU_F16C 1
+#define FUSEDADAM_CPU_FMA 1
 #include "adam_span.h"
 #endif

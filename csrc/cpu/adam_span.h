@@ -2,6 +2,7 @@
 //   FUSEDADAM_CPU_ISA     the variant's namespace: no function of one variant may stand in for another's
 //   FUSEDADAM_CPU_TARGET  its `#pragma GCC target` (empty for the build's own target)
 //   FUSEDADAM_CPU_F16C, FUSEDADAM_CPU_AVX512, FUSEDADAM_CPU_AVX512_BF16  1 where that target has them (default 0)
+//   FUSEDADAM_CPU_FMA     1 where that target has FMA instructions (default: whether the build's own target has them)
 // and includes this file. Every header is included above the pragma, so only what this file defines is compiled for
 // the variant: an inline function of the standard library or of a shared header compiled here with AVX-512 could
 // otherwise be the one copy the linker keeps for every caller, on every CPU.
@@ -15,6 +16,13 @@
 #endif
 #ifndef FUSEDADAM_CPU_AVX512_BF16
 #define FUSEDADAM_CPU_AVX512_BF16 0
+#endif
+#ifndef FUSEDADAM_CPU_FMA
+#if defined(__FP_FAST_FMAF) && defined(__FP_FAST_FMA)
+#define FUSEDADAM_CPU_FMA 1
+#else
+#define FUSEDADAM_CPU_FMA 0
+#endif
 #endif
 
 #include <algorithm>
@@ -58,7 +66,7 @@ inline __attribute__((always_inline)) void update_elements(Param* __restrict par
     Opmath m = load(exp_avg[i]);
     Opmath v = load(exp_avg_sq[i]);
     Opmath vmax = kAmsgrad ? load(max_exp_avg_sq[i]) : Opmath(0);
-    adam_update<kWeightDecay, kAmsgrad, kMaximize>(after, load(grad[i]), m, v, vmax, c);
+    adam_update<kWeightDecay, kAmsgrad, kMaximize, FUSEDADAM_CPU_FMA>(after, load(grad[i]), m, v, vmax, c);
     Opmath carried = kUpdate == ParamUpdate::kKahanSummation ? load(compensation[i]) : Opmath(0);
     const uint32_t random =
         kUpdate == ParamUpdate::kStochasticRounding ? rounding_bits(rounding_key, first_index + i) : 0u;
