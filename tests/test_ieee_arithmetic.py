@@ -5,9 +5,10 @@ of that dtype compute it.
 The tolerance tests (against torch.optim.Adam and the float64 reference) cannot see one ulp. These can: a square
 root or a division that is close but not correctly rounded (a reciprocal multiplied without its correction, an
 approximate root, a quotient that overflows where IEEE's does not) changes bits here. Each step is replayed from the
-state the kernel stored before it, so a comparison sees that step's arithmetic alone. The data spans the range: gradients
-from 1e-22 to 1e22 (1e-160 to 1e160 in fp64: their squares underflow to subnormals or overflow to inf while exp_avg stays finite), parameters
-small enough that the update's last bits reach them, and divisors sqrt(1 - beta2^t) of several steps and betas.
+state the kernel stored before it, so a comparison sees that step's arithmetic alone. The data spans the range:
+gradients from 1e-22 to 1e22 (1e-160 to 1e160 in fp64), whose squares underflow to subnormals or overflow to inf
+while exp_avg stays finite; parameters small enough that the update's last bits reach them; and divisors
+sqrt(1 - beta2^t) of several steps and betas.
 
 Only the host-compiled kernels are held to this: the GPU kernels contract a*b + c into FMAs (setup.py, as torch's
 own CUDA kernels do), which rounds once where this replay rounds twice."""
