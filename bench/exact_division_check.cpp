@@ -1,14 +1,14 @@
 // divide_by_step_constant (csrc/adam_math.h) against IEEE division, for every fp32 x it can be given, and more: +0,
-// every value from 2^-100 to 2^64, inf and the NaNs (sqrt(v) is 0, or between 2^-74.5 and 2^64, or inf or NaN). The divisors are the
-// kernels' own: bias_correction2_sqrt and its reciprocal from make_adam_coefficients<float>, for beta2 in {0.9, 0.95,
-// 0.98, 0.99, 0.999, 0.9999, 1 - 2^-40} at steps {1, 2, 3, 10, 100, 1000, 5000, 10^6}, and for 0.5 and the last
-// fp32 below 1 (bench/NOTES.md, "Adam's division by the step's constant"). Built with the CPU kernel's flags:
+// every value from 2^-100 to 2^64, inf and the NaNs (sqrt(v) is 0, or between 2^-74.5 and 2^64, or inf or NaN).
+// The divisors are the kernels' own: bias_correction2_sqrt and its reciprocal from make_adam_coefficients<float>, for
+// beta2 in {0.9, 0.95, 0.98, 0.99, 0.999, 0.9999, 1 - 2^-40} at steps {1, 2, 3, 10, 100, 1000, 5000, 10^6}, and 0.5
+// and the last fp32 below 1 (bench/NOTES.md, "Adam's division by the step's constant"). With the kernel's flags:
 //
 //   g++ -std=c++17 -O3 -fopenmp -fno-math-errno -fno-trapping-math -ffp-contract=off -march=native -Icsrc
 //       bench/exact_division_check.cpp -o /tmp/exact_division_check && /tmp/exact_division_check
 //
 // Prints each divisor's count of x whose quotient differs from x / c in its bits (two NaNs count as equal) and exits
-// 1 if any does. ~5 s a divisor and core on the 2-core Xeon of NOTES.md.
+// 1 if any does. 20 s for all 58 on the 2-core Xeon of NOTES.md.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -68,7 +68,8 @@ int main() {
     const float c = coefficients.bias_correction2_sqrt;
     const float inverse_c = coefficients.inverse_bias_correction2_sqrt;
     const uint64_t differences =
-        count_differences(c, inverse_c, 0, 1) + count_differences(c, inverse_c, smallest_checked, largest_checked + 1ull) +
+        count_differences(c, inverse_c, 0, 1) +
+        count_differences(c, inverse_c, smallest_checked, largest_checked + 1ull) +
         count_differences(c, inverse_c, infinity, 0x80000000ull);
     std::printf("c = %.9g (1/c rounded: %.9g): %llu of the x differ\n", c, inverse_c,
                 static_cast<unsigned long long>(differences));

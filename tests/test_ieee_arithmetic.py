@@ -81,8 +81,10 @@ def _assert_same_bits(got: torch.Tensor, expected: torch.Tensor, what: str) -> N
     both_nan = got.isnan() & expected.isnan()
     differs = (got.view(torch.int64 if got.dtype == torch.float64 else torch.int32)
                != expected.view(torch.int64 if expected.dtype == torch.float64 else torch.int32)) & ~both_nan
-    assert not differs.any(), (f"{what}: {int(differs.sum())} of {got.numel()} elements differ, first at "
-                               f"{int(differs.nonzero()[0])}: {got[differs][0].item()!r} != {expected[differs][0].item()!r}")
+    if differs.any():
+        first = int(differs.nonzero()[0])
+        raise AssertionError(f"{what}: {int(differs.sum())} of {got.numel()} elements differ, first at {first}: "
+                             f"{got[first].item()!r} != {expected[first].item()!r}")
 
 
 # The gradients overflow on purpose; the Triton interpreter's numpy says so.
