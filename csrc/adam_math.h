@@ -46,9 +46,11 @@ struct AdamCoefficients {
 // correctly rounded quotient (Markstein's theorem) whenever nothing under- or overflows. The one caller divides
 // sqrt(v): 0, or at least 2^-74.5 (the root of fp32's smallest subnormal), at most 2^64, by a c in [2^-27, 1];
 // bench/exact_division_check.cpp compares it with x / c for every such x, and tests/test_ieee_arithmetic.py the
-// whole step with torch's fp32 division. An infinite quotient is kept as it is: its remainder would be NaN.
+// whole step with numpy's IEEE operations (torch's CPU sqrt is not correctly rounded). An infinite quotient is kept
+// as it is: its remainder would be NaN.
 // Why: a CPU's divider takes a vector of square roots or quotients every ~10-16 cycles, and Adam asked it for three
-// per element; on the 2-core Xeon of bench/NOTES.md that was the step's bound, in cache and in memory. kFastFma is
+// per element; on the 2-core Xeon of bench/NOTES.md that bounded the step in cache, and the 8-bit step (which moves
+// fewer bytes) in memory too; the fp32 step in memory was at the bandwidth probe either way. kFastFma is
 // false where an FMA is a library call (x86-64 before Haswell), and the division is the cheaper spelling there.
 template <bool kFastFma, typename Opmath>
 FUSEDADAM_HOST_DEVICE Opmath divide_by_step_constant(Opmath x, Opmath c, Opmath inverse_c) {
