@@ -7,6 +7,11 @@ Environment:
   CUDA_HOME / CUDA_PATH        the toolkit to use (else nvcc on PATH, else /usr/local/cuda)
   FUSEDADAM_SANITIZE=address   a test build with AddressSanitizer (C++ and the host side of the CUDA sources); run
                                Python with LD_PRELOAD=$(gcc -print-file-name=libasan.so), as .ci/run does
+  FUSEDADAM_CUDA_DEVICE_CODE=unoptimized-ptx
+                               device code as unoptimized PTX of the first arch only (no ptxas, no cubin): for builds
+                               whose device code never runs, only the host-played kernel (mutants, AddressSanitizer)
+
+Compiled objects, nvcc's and the host compiler's, are cached by content under build/ (ObjectCache).
 """
 import hashlib
 import os
@@ -69,7 +74,8 @@ def cuda_arch_list(nvcc):
 
 def included_files(source: Path) -> list[Path]:
     """The source and every file it includes with #include "...", transitively (found beside the including file or
-    in csrc/, as nvcc's -I does): what a CUDA object is cached by. A CPU kernel edit then rebuilds no CUDA object."""
+    in csrc/, as nvcc's -I does): what a compiled object is cached by (ObjectCache). A CPU kernel edit then rebuilds
+    no CUDA object, and a CUDA edit no CPU object."""
     found, pending = {source.resolve()}, [source.resolve()]
     while pending:
         including = pending.pop()
@@ -82,6 +88,63 @@ def included_files(source: Path) -> list[Path]:
                         pending.append(path)
                     break
     return sorted(found)
+
+
+class ObjectCache:
+    """Compiled objects kept under build/<name>, each named by a digest of what decides its bytes: the command, the
+    compiler's version, the source and every project file it includes. An editable install builds in a fresh temporary
+    folder each time, so without it every build compiled everything (a CUDA-only edit recompiled the CPU kernels; a
+    mutant, then the restored source, recompiled all of it). Include folders outside the project enter the key by the
+    content of their headers, not their path, so venvs with the same Python and pybind11 share objects."""
+
+    def __init__(self, name: str):
+        self.folder = ROOT / "build" / name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._tool_versions: dict[str, str] = {}
+        self._folder_digests: dict[str, str] = {}
+
+    def path(self, source: Path, command: list[str], suffix: str = ".o") -> Path:
+        key = hashlib.sha256()
+        for path in included_files(source):
+            key.update(str(path.relative_to(ROOT.resolve())).encode() + b"\0" + path.read_bytes())
+        key.update(self._tool_version(command[0]).encode())
+        key.update("\0".join(self._portable(arg) for arg in command).encode())
+        return self.folder / f"{source.stem}-{key.hexdigest()[:16]}{suffix}"
+
+    def _tool_version(self, tool: str) -> str:
+        if tool not in self._tool_versions:
+            self._tool_versions[tool] = "\n".join(_query([tool, "--version"]))
+        return self._tool_versions[tool]
+
+    def _portable(self, arg: str) -> str:
+        """An argument as the key sees it: a project path relative to the project, any other include folder (a venv's
+        pybind11, Python's headers) as the digest of its headers."""
+        folder = arg[2:] if arg.startswith("-I") else None
+        if folder is None or not Path(folder).is_dir():
+            return arg.replace(str(ROOT.resolve()), "<project>")
+        if Path(folder).resolve().is_relative_to(CSRC.resolve()):
+            return "-I<project>/" + str(Path(folder).resolve().relative_to(ROOT.resolve()))  # in included_files
+        if folder not in self._folder_digests:
+            digest = hashlib.sha256()
+            for header in sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix in (".h", ".hpp", ".inl")):
+                digest.update(str(header.relative_to(folder)).encode() + b"\0" + header.read_bytes())
+            self._folder_digests[folder] = digest.hexdigest()
+        return "-I" + self._folder_digests[folder]
+
+    @staticmethod
+    def store(made: Path, cached: Path) -> None:
+        """Copies a fresh object in under a temporary name first: a build interrupted mid-copy leaves no torn object
+        that a later build would take for a finished one."""
+        partial = cached.with_name(cached.name + f".{os.getpid()}.partial")
+        shutil.copyfile(made, partial)
+        os.replace(partial, cached)
+
+
+def cuda_device_code_mode() -> str:
+    mode = os.environ.get("FUSEDADAM_CUDA_DEVICE_CODE", "").strip()
+    if mode not in ("", "unoptimized-ptx"):
+        raise SystemExit(f"FUSEDADAM_CUDA_DEVICE_CODE must be 'unoptimized-ptx' or unset, got {mode!r}")
+    return mode
 
 
 def _query(cmd) -> list[str]:
@@ -128,16 +191,20 @@ class BuildExtWithCuda(build_ext):
     _C.ptxas.txt, which `python -m fusedadam info --kernels` and tests/test_kernel_resources.py read."""
 
     def build_extension(self, ext):
+        self._compile_through_cache()
         nvcc = find_nvcc()
         if nvcc is not None:
             archs = cuda_arch_list(nvcc)
-            arch_names = " ".join([f"sm_{a}" for a in archs] + [f"compute_{archs[-1]}"])
-            gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
-            gencode.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")
-            # Objects are cached by content (build/cuda-objects, keyed by the command and the sources): an
-            # editable install builds in a fresh temporary folder each time, and nvcc is most of a build.
-            out_dir = ROOT / "build" / "cuda-objects"
-            out_dir.mkdir(parents=True, exist_ok=True)
+            if cuda_device_code_mode() == "unoptimized-ptx":
+                # -G: nvcc's documented switch that turns device optimization off; with PTX as the only target
+                # ptxas never runs. About a third of each CUDA source's compile time goes (the host side stays).
+                arch_names = f"compute_{archs[0]}"
+                device_flags = ["-G", f"-gencode=arch=compute_{archs[0]},code=compute_{archs[0]}"]
+            else:
+                arch_names = " ".join([f"sm_{a}" for a in archs] + [f"compute_{archs[-1]}"])
+                device_flags = ["-Xptxas", "-v", *(f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs),
+                                f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
+            cuda_objects = ObjectCache("cuda-objects")
 
             def planned(source):
                 # The host compiler contracts nothing, as for the CPU kernels: the kernel code nvcc also compiles for
@@ -145,11 +212,9 @@ class BuildExtWithCuda(build_ext):
                 # nvcc's FMA contraction (--fmad=true), as torch's kernels do.
                 host_flags = [flag for f in ["-fPIC", "-fvisibility=hidden", "-ffp-contract=off", *sanitizer_flags()]
                               for flag in ("-Xcompiler", f)]
-                cmd = [str(nvcc), "-std=c++17", "-O3", *host_flags, "-Xptxas", "-v", f"-I{CSRC}",
-                       f'-DFUSEDADAM_CUDA_ARCH_LIST="{arch_names}"', *gencode, "-c", str(source)]
-                key = hashlib.sha256(b"".join(p.read_bytes() for p in included_files(source)))
-                key.update(" ".join(cmd).encode())
-                obj = out_dir / f"{source.stem}-{key.hexdigest()[:16]}.o"
+                cmd = [str(nvcc), "-std=c++17", "-O3", *host_flags, f"-I{CSRC}",
+                       f'-DFUSEDADAM_CUDA_ARCH_LIST="{arch_names}"', *device_flags, "-c", str(source)]
+                obj = cuda_objects.path(source, cmd)
                 return cmd + ["-o", str(obj)], obj
 
             def compile_one(cmd, obj):
@@ -194,6 +259,24 @@ class BuildExtWithCuda(build_ext):
             report.unlink(missing_ok=True)
         else:
             report.write_text(self._ptxas_report)
+
+    def _compile_through_cache(self):
+        """The host compiler's objects (the CPU kernels, the bindings) through ObjectCache("cpu-objects"): a build
+        that changes none of a source's inputs copies its object instead of compiling it."""
+        if getattr(self, "_compiles_through_cache", False) or not hasattr(self.compiler, "compiler_so"):
+            return  # not a Unix-style compiler: every build compiles everything, as setuptools does
+        cache, compile_uncached = ObjectCache("cpu-objects"), self.compiler._compile
+
+        def compile_cached(obj, src, ext, cc_args, extra_postargs, pp_opts):
+            cached = cache.path(ROOT / src, [*self.compiler.compiler_so, *cc_args, *extra_postargs])
+            if cached.exists():
+                shutil.copyfile(cached, obj)
+            else:
+                compile_uncached(obj, src, ext, cc_args, extra_postargs, pp_opts)
+                ObjectCache.store(Path(obj), cached)
+
+        self.compiler._compile = compile_cached
+        self._compiles_through_cache = True
 
     def _cuda_objects(self, pending) -> list[str]:
         """The nvcc objects, once each has finished: their commands and messages printed, the ptxas report kept, and
