@@ -10,11 +10,10 @@ from harness import (assert_as_accurate_as_torch, assert_close_to_reference, mak
                      reference_tensors, run_fusedadam, run_fusedadam_against_emulation, run_reference, run_torch,
                      tensors_of)
 from fusedadam.reference import AdamConfig
-from specs import DTYPES, MODES, SHAPES, backend_dtype_params, backend_params, require
+from specs import DTYPES, MODES, backend_dtype_params, backend_params, mode_shape_params, require
 
 
-@pytest.mark.parametrize("shapes", SHAPES.values(), ids=SHAPES.keys())
-@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+@pytest.mark.parametrize("mode, shapes", mode_shape_params())
 @pytest.mark.parametrize("backend, dtype", backend_dtype_params(DTYPES))
 def test_matches_reference(backend, dtype, mode, shapes):
     require(backend)
