@@ -26,7 +26,9 @@ import setuptools
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-ROOT = Path(__file__).parent
+# Absolute: older setuptools (65.5, the GPU machine's) run this file with __file__ = "setup.py", and nvcc's commands,
+# which the object cache keys with project paths made relative, would then name the sources differently.
+ROOT = Path(__file__).resolve().parent
 CSRC = ROOT / "csrc"
 DEFAULT_CUDA_ARCHS = "75;80;90"  # when nvcc cannot list what it supports
 PTXAS_REPORT = "_C.ptxas.txt"  # ptxas's resource lines for every kernel, beside the module
@@ -106,7 +108,7 @@ class ObjectCache:
     def path(self, source: Path, command: list[str], suffix: str = ".o") -> Path:
         key = hashlib.sha256()
         for path in included_files(source):
-            key.update(str(path.relative_to(ROOT.resolve())).encode() + b"\0" + path.read_bytes())
+            key.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
         key.update(self._tool_version(command[0]).encode())
         key.update("\0".join(self._portable(arg) for arg in command).encode())
         return self.folder / f"{source.stem}-{key.hexdigest()[:16]}{suffix}"
@@ -121,9 +123,9 @@ class ObjectCache:
         pybind11, Python's headers) as the digest of its headers."""
         folder = arg[2:] if arg.startswith("-I") else None
         if folder is None or not Path(folder).is_dir():
-            return arg.replace(str(ROOT.resolve()), "<project>")
+            return arg.replace(str(ROOT), "<project>")
         if Path(folder).resolve().is_relative_to(CSRC.resolve()):
-            return "-I<project>/" + str(Path(folder).resolve().relative_to(ROOT.resolve()))  # in included_files
+            return "-I<project>/" + str(Path(folder).resolve().relative_to(ROOT))  # in included_files
         if folder not in self._folder_digests:
             digest = hashlib.sha256()
             for header in sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix in (".h", ".hpp", ".inl")):
