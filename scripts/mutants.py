@@ -5,7 +5,8 @@ or survived (every test passed). The source is restored after each mutant, whate
     .venv/bin/python scripts/mutants.py --list
     .venv/bin/python scripts/mutants.py cuda-tail-start cuda-pack-offset     # by id
     .venv/bin/python scripts/mutants.py --area cuda --record                 # an area; --record writes the result file
-    .venv/bin/python scripts/mutants.py --sample 3 --seed 17                 # a random sample (CI)
+    .venv/bin/python scripts/mutants.py --sample 3 --seed 17                 # a random sample
+    .venv/bin/python scripts/mutants.py --sample 3 --max-native 1           # at most one rebuild (CI)
 
 A survivor the catalog explains as equivalent (no test can tell it from the original) is reported as such. Exit status 0
 when every mutant run was killed or is equivalent, 1 when one survived (or the restored source could not be built)."""
@@ -86,6 +87,8 @@ def main(argv=None) -> int:
     parser.add_argument("--area", help="only the mutants of this area")
     parser.add_argument("--sample", type=int, help="run this many mutants drawn at random")
     parser.add_argument("--seed", type=int, default=None, help="the sample's seed (default: today's date)")
+    parser.add_argument("--max-native", type=int, default=None,
+                        help="at most this many mutants of csrc/ in the sample (each rebuilds the module: minutes)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds of tests per mutant")
     parser.add_argument("--record", action="store_true", help=f"write the results to {RESULT_FILE.relative_to(ROOT)}")
     args = parser.parse_args(argv)
@@ -107,7 +110,7 @@ def main(argv=None) -> int:
         print(f"{r['status']:<9} {r['id']:<34}       {r['detail']}", flush=True)
     if args.sample:
         seed = args.seed if args.seed is not None else int(time.strftime("%Y%m%d"))
-        chosen = random.Random(seed).sample(chosen, min(args.sample, len(chosen)))
+        chosen = draw(chosen, args.sample, args.max_native, random.Random(seed))
         print(f"a sample of {len(chosen)} of {len(CATALOG)} mutants, seed {seed} (--seed {seed} runs it again)",
               flush=True)
     # The mutants of Python files first: a native mutant leaves its build installed until the final rebuild, and a
@@ -154,6 +157,16 @@ def _runnable_cpu_isas() -> list[str]:
     done = subprocess.run([sys.executable, "-c", "import fusedadam._C as C; print(' '.join(C.cpu_runnable_isas()))"],
                           cwd=ROOT, capture_output=True, text=True)
     return done.stdout.split() if done.returncode == 0 else []
+
+
+def draw(mutants: list[Mutant], size: int, max_native: int | None, rng: random.Random) -> list[Mutant]:
+    """`size` mutants in a random order, passing over native ones once `max_native` of them are in."""
+    drawn: list[Mutant] = []
+    for mutant in rng.sample(mutants, len(mutants)):
+        natives = sum(map(_is_native, drawn))
+        if len(drawn) < size and (max_native is None or not _is_native(mutant) or natives < max_native):
+            drawn.append(mutant)
+    return drawn
 
 
 def _is_native(mutant: Mutant) -> bool:

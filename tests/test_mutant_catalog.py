@@ -20,3 +20,21 @@ def test_ids_are_unique_and_every_mutant_names_tests_that_exist():
     assert len(ids) == len(set(ids))
     missing = [(m.id, t) for m in CATALOG for t in m.tests if not (ROOT / t.split("::")[0]).exists()]
     assert not missing, missing
+
+
+def test_the_daily_sample_holds_at_most_max_native_mutants_and_is_the_same_for_a_seed():
+    import random
+
+    import mutants  # scripts/mutants.py: CI draws its sample with draw()
+
+    for seed in range(200):
+        sample = mutants.draw(list(CATALOG), 3, 1, random.Random(seed))
+        assert len(sample) == 3 == len({m.id for m in sample})
+        assert sum(map(mutants._is_native, sample)) <= 1
+        assert sample == mutants.draw(list(CATALOG), 3, 1, random.Random(seed))
+    natives_without_cap = [sum(map(mutants._is_native, mutants.draw(list(CATALOG), 3, None, random.Random(seed))))
+                           for seed in range(200)]
+    assert max(natives_without_cap) == 3  # the cap is what keeps them down, not the catalog
+    drawn_natives = {m.id for seed in range(400) for m in mutants.draw(list(CATALOG), 3, 1, random.Random(seed))
+                     if mutants._is_native(m)}
+    assert drawn_natives == {m.id for m in CATALOG if mutants._is_native(m)}  # every one still has its days
