@@ -5,11 +5,29 @@
 # layouts, the 8-bit maps of the moments on raw buffers, and the correctness matrix of the CPU kernel and of the
 # host-played CUDA kernel (its 8-bit moments included). Any report from ASan fails the run; .ci/run times it.
 #
-#   bash scripts/asan_check.sh            (after scripts/setup.sh; CI runs it)
+#   bash scripts/asan_check.sh                          (after scripts/setup.sh; CI runs it)
+#   bash scripts/asan_check.sh --build-only WORK_DIR    only the build, in WORK_DIR, which is kept
+#   bash scripts/asan_check.sh WORK_DIR                 build (cached objects from an earlier build there), then test
 #
-# It builds in a copy of the tracked files, so the main build stays as it is. Leak detection is off: CPython and
-# torch keep allocations alive until exit on purpose, which is not what this check is about.
+# It builds in a copy of the tracked files, so the main build stays as it is: a temporary folder, removed at the end,
+# unless WORK_DIR is given. CI builds in the background while the main suite runs (pytest leaves most of a core idle),
+# then runs the tests on that build. Leak detection is off: CPython and torch keep allocations alive until exit on
+# purpose, which is not what this check is about.
 set -euo pipefail
+build_only=0
+if [ "${1:-}" = "--build-only" ]; then
+  build_only=1
+  shift
+fi
+work=${1:-}
+if [ "$build_only" = 1 ] && [ -z "$work" ]; then
+  echo "asan_check: --build-only needs the WORK_DIR to keep the build in" >&2
+  exit 2
+fi
+if [ -n "$work" ]; then
+  mkdir -p "$work"
+  work=$(cd "$work" && pwd)
+fi
 cd "$(dirname "$0")/.."
 repo=$PWD
 python="$repo/.venv/bin/python"
@@ -19,8 +37,10 @@ if [ ! -e "$libasan" ]; then
   exit 1
 fi
 
-work=$(mktemp -d /tmp/fusedadam-asan.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+if [ -z "$work" ]; then
+  work=$(mktemp -d /tmp/fusedadam-asan.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+fi
 git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work"
 cd "$work"
 
@@ -29,6 +49,9 @@ echo "== build with FUSEDADAM_SANITIZE=address in $work"
 # (setup.py), which the tests know of (tests/test_native.py).
 export FUSEDADAM_CUDA_ARCHS=80 FUSEDADAM_CUDA_DEVICE_CODE=unoptimized-ptx
 FUSEDADAM_SANITIZE=address "$python" setup.py -q build_ext --inplace >build.log 2>&1 || { tail -50 build.log; exit 1; }
+if [ "$build_only" = 1 ]; then
+  exit 0
+fi
 
 # halt_on_error: the first report ends the process, so pytest fails; abort_on_error=0 keeps the report readable.
 # libstdc++ is preloaded with the runtime: Python itself does not link it, and ASan's __cxa_throw interceptor must
