@@ -45,17 +45,18 @@ status=0
 # environment's: torch 2.15 pins the Triton 3.9 that the main suite runs already, so there only a slice of the
 # interpreter tests runs, for what torch's version changes in them (the tensors the interpreter is handed).
 triton_of() { "$1" -c "import triton; print(triton.__version__)"; }
+triton=$(triton_of "$venv/bin/python")
 triton_tests=(tests/test_triton_compiles.py)
 triton_select="triton-cpu and (not thousands or fp32-adam-thousands)"
-if [ "$(triton_of "$venv/bin/python")" = "$(triton_of .venv/bin/python 2>/dev/null || true)" ]; then
-  echo "== Triton $(triton_of "$venv/bin/python") is the main environment's: its compile check is not repeated here"
+if [ "$triton" = "$(triton_of .venv/bin/python 2>/dev/null || true)" ]; then
+  echo "== Triton $triton is the main environment's: its compile check is not repeated here"
   triton_tests=()
   triton_select="triton-cpu and fp32 and odd"
 fi
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_api.py tests/test_errors.py tests/test_compile.py \
   tests/test_native.py tests/test_launch_table.py tests/test_device_runner.py "${triton_tests[@]}" || status=1
-# The shape class of 3000 tiny tensors once (fp32 Adam), not under every dtype: what it adds is the launch table's
-# many chunks, which the main suite covers in every dtype.
+# With another Triton, the shape class of 3000 tiny tensors once (fp32 Adam), not under every dtype: what it adds is
+# the launch table's many chunks, which the main suite covers in every dtype.
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_correctness.py tests/test_precision_modes.py \
   tests/test_grad_scaler.py tests/test_storage_rounding.py -k "$triton_select" || status=1
 exit $status

@@ -162,10 +162,11 @@ def _runnable_cpu_isas() -> list[str]:
 def draw(mutants: list[Mutant], size: int, max_native: int | None, rng: random.Random) -> list[Mutant]:
     """`size` mutants in a random order, passing over native ones once `max_native` of them are in."""
     drawn: list[Mutant] = []
+    natives = 0
     for mutant in rng.sample(mutants, len(mutants)):
-        natives = sum(map(_is_native, drawn))
         if len(drawn) < size and (max_native is None or not _is_native(mutant) or natives < max_native):
             drawn.append(mutant)
+            natives += _is_native(mutant)
     return drawn
 
 
