@@ -33,21 +33,25 @@ MUTANT_ARCHS = os.environ.get("FUSEDADAM_MUTANT_CUDA_ARCHS", "90")
 MUTANT_ENV = {"FUSEDADAM_CUDA_ARCHS": MUTANT_ARCHS, "FUSEDADAM_CUDA_DEVICE_CODE": "unoptimized-ptx"}
 
 
-def build(mutant_build: bool) -> subprocess.CompletedProcess:
+def mutant_env(mutant_build: bool) -> dict[str, str]:
+    """The environment of a build and of its tests: the mutant layout for a mutant build, the caller's otherwise."""
     env = {k: v for k, v in os.environ.items() if k != "FUSEDADAM_CUDA_DEVICE_CODE"}
     if mutant_build:
         env.update(MUTANT_ENV)
+    return env
+
+
+def build(mutant_build: bool) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "-e", "."],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
+                          cwd=ROOT, env=mutant_env(mutant_build), capture_output=True, text=True)
 
 
 def run_tests(mutant: Mutant, timeout: int, mutant_build: bool) -> tuple[str, str]:
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests]
     if mutant.select:
         cmd += ["-k", mutant.select]
-    env = {**os.environ, **(MUTANT_ENV if mutant_build else {})}
     try:
-        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(cmd, cwd=ROOT, env=mutant_env(mutant_build), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "killed", "timed out (a hang counts as caught)"
     tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or [""]

@@ -35,6 +35,6 @@ def test_the_daily_sample_holds_at_most_max_native_mutants_and_is_the_same_for_a
     natives_without_cap = [sum(map(mutants._is_native, mutants.draw(list(CATALOG), 3, None, random.Random(seed))))
                            for seed in range(200)]
     assert max(natives_without_cap) == 3  # the cap is what keeps them down, not the catalog
-    drawn_natives = {m.id for seed in range(400) for m in mutants.draw(list(CATALOG), 3, 1, random.Random(seed))
+    drawn_natives = {m.id for seed in range(1000) for m in mutants.draw(list(CATALOG), 3, 1, random.Random(seed))
                      if mutants._is_native(m)}
     assert drawn_natives == {m.id for m in CATALOG if mutants._is_native(m)}  # every one still has its days
