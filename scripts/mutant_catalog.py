@@ -214,8 +214,8 @@ CATALOG = [
     Mutant("launch-table-tensor-index-wraps", "cpu", "csrc/launch_table_writer.h",
            "      row[kTensorIndex] = static_cast<int64_t>(i);",
            "      row[kTensorIndex] = static_cast<int64_t>(i % 2048);",
-           "chunks of the 2049th tensor on point at the tensors 2048 before them: those are stepped twice, the rest never;"
-           " only a table of more than 2048 tensors shows it, which is what the thousands shape class is for",
+           "from the 2049th tensor on, each tensor's chunks step the tensor 2048 before it: those are stepped twice, the"
+           " rest never; only a table of more than 2048 tensors shows it, which is what the thousands shape class is for",
            ("tests/test_correctness.py",), "thousands and cuda-host"),
     Mutant("rounding-stochastic-15-bits", "precision", "csrc/param_update.h",
            "const uint32_t rounded = (bits + (random >> 16)) & 0xFFFF0000u;",
